@@ -1,0 +1,31 @@
+# Every target bootstraps .venv on first use, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ROOT ?= runs/demo
+
+.PHONY: demo test bench sample clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	# torch first, pinned to the CPU build: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "torch==2.13.0"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/roberta build-corpus --root $(ROOT) corpus/sample/
+
+test: $(STAMP)
+	CI=$${CI:-} $(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+sample: $(STAMP)
+	$(BIN)/python -m corpus.sample_crawl corpus/sample/sample.warc.gz
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,40 @@
+"""Test environment: isolated Prefect home, no telemetry, a shared local Ray.
+
+Environment variables are set at import time so that Prefect and Ray read them
+before their first import anywhere in the suite.
+"""
+import os
+import tempfile
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Keep torch from oversubscribing the 2-core CI box alongside Ray workers.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_WARC = REPO / "corpus" / "sample" / "sample.warc.gz"
+
+
+@pytest.fixture(scope="session")
+def sample_warc() -> Path:
+    assert SAMPLE_WARC.exists(), "run `make sample` to regenerate the bundled crawl"
+    return SAMPLE_WARC
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray instance for the whole session, dashboard off, shut down after."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()
