@@ -1,0 +1,123 @@
+"""The real training step: accumulation equivalence, NaN skip, learning, model invariants."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import MaskingConfig, ModelConfig, OptimConfig
+from training.masking import Masker
+from training.model import build_model
+from training.optim import build_optimizer, build_scheduler
+from training.step import NonFiniteLossError, TrainStep, eval_step
+
+CFG = ModelConfig.named("tiny", vocab_size=500, dropout=0.0, attention_dropout=0.0)
+MCFG = MaskingConfig.for_model(CFG)
+
+
+def _blocks(n, T=32, seed=0):
+    rng = np.random.default_rng(seed)
+    b = rng.integers(4, CFG.vocab_size - 1, size=(n, T))
+    b[:, 0], b[:, -1] = 0, 2
+    b[1::3, T // 2:] = 1          # some padded blocks
+    return b
+
+
+def _setup(seed=0, **step_kw):
+    model = build_model(CFG, seed=seed)
+    ocfg = OptimConfig.named("tiny", peak_lr=1e-3, warmup_steps=2)
+    opt = build_optimizer(model, ocfg)
+    return model, TrainStep(model, opt, build_scheduler(opt, ocfg), **step_kw)
+
+
+def test_gradient_accumulation_equivalence():
+    blocks, idx = _blocks(8), np.arange(8)
+    masker = Masker(MCFG, seed=1)
+    whole = [masker(blocks, idx, epoch=0)]
+    micro = [masker(blocks[i:i + 2], idx[i:i + 2], epoch=0) for i in range(0, 8, 2)]
+    assert sum(m["num_masked"] for m in micro) == whole[0]["num_masked"]
+    m1, s1 = _setup()
+    m2, s2 = _setup()
+    r1, r2 = s1(whole), s2(micro)
+    assert r1.loss == pytest.approx(r2.loss, rel=1e-5)
+    assert r1.grad_norm == pytest.approx(r2.grad_norm, rel=1e-4)
+    assert r1.masked_tokens == r2.masked_tokens and r1.tokens == r2.tokens and r2.micro_batches == 4
+    for (n, a), (_, b) in zip(m1.named_parameters(), m2.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_nonfinite_loss_skips_and_raises_after_n():
+    model, step = _setup(max_consecutive_nonfinite=2)
+    batch = Masker(MCFG, seed=0)(_blocks(4), np.arange(4), epoch=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.layers[0].up.bias[0] = float("nan")
+    m = step([batch])
+    assert m.skipped and m.consecutive_nonfinite == 1 and math.isnan(m.loss) and step.steps == 0
+    assert all(p.grad is None for p in model.parameters())
+    assert step.optimizer.state == {}                                   # no update happened
+    for k, v in model.state_dict().items():
+        if k != "layers.0.up.bias":
+            assert torch.equal(v, before[k]), k
+    with pytest.raises(NonFiniteLossError, match="2 consecutive"):
+        step([batch])
+    with torch.no_grad():
+        model.layers[0].up.bias[0] = 0.0
+    step.max_consecutive_nonfinite = 5
+    ok = step([batch])
+    assert not ok.skipped and ok.consecutive_nonfinite == 0 and step.skipped_total == 2
+    assert step.state_dict() == {"steps": 1, "skipped_total": 2, "consecutive_nonfinite": 0}
+
+
+def test_learns_a_trivial_pattern():
+    """Each block repeats one random token: a masked token is predictable only from context.
+    A unigram model cannot beat ln(59) nats; the model must go well below it in 80 steps."""
+    cfg = ModelConfig.named("tiny", vocab_size=64, dropout=0.0, attention_dropout=0.0)
+    mcfg = MaskingConfig.for_model(cfg)
+    model = build_model(cfg, seed=0)
+    ocfg = OptimConfig.named("tiny", peak_lr=1e-2, warmup_steps=10, total_steps=80)
+    opt = build_optimizer(model, ocfg)
+    step = TrainStep(model, opt, build_scheduler(opt, ocfg))
+    rng = np.random.default_rng(0)
+    masker = Masker(mcfg, seed=0)
+    losses = []
+    for s in range(80):
+        blocks = np.repeat(rng.integers(4, 63, size=(16, 1)), 32, axis=1)
+        blocks[:, 0], blocks[:, -1] = 0, 2
+        losses.append(step([masker(blocks, np.arange(s * 16, s * 16 + 16), epoch=0)]).loss)
+    assert losses[0] > 3.9 and np.mean(losses[-5:]) < 0.75 * math.log(59), losses
+
+
+def test_padding_vocab_rows_never_predicted_and_eval_step():
+    model = build_model(CFG, seed=0)
+    assert model.embed.tokens.weight.shape[0] == 512 and CFG.vocab_size == 500
+    assert model.embed.tokens.weight[CFG.vocab_size:].abs().sum() == 0
+    h = torch.randn(5, CFG.hidden_size)
+    logits = model.mlm_logits(h)
+    assert torch.isneginf(logits[:, CFG.vocab_size:]).all()
+    batch = Masker(MCFG, seed=0)(_blocks(4), np.arange(4), epoch=0)
+    total, n = eval_step(model, batch)
+    assert n == batch["num_masked"] and abs(total / n - math.log(CFG.vocab_size)) < 0.5
+
+
+def test_padding_does_not_change_real_positions():
+    """A padded block gives the same hidden states at its real tokens as the unpadded one."""
+    model = build_model(CFG, seed=0).eval()
+    ids = torch.tensor([[0, 20, 21, 22, 2]])
+    padded = torch.tensor([[0, 20, 21, 22, 2, 1, 1, 1]])
+    with torch.no_grad():
+        a = model.encode(ids)
+        b = model.encode(padded, padded != 1)
+    torch.testing.assert_close(a[0], b[0, :5], rtol=1e-5, atol=1e-5)
+
+
+def test_nsp_head_loss():
+    cfg = CFG.replace(nsp_head=True)
+    model = build_model(cfg, seed=0)
+    opt = build_optimizer(model, OptimConfig.named("tiny"))
+    step = TrainStep(model, opt)
+    batch = Masker(MCFG, seed=0)(_blocks(4), np.arange(4), epoch=0, nsp_labels=np.array([0, 1, 1, 0]))
+    m = step([batch])
+    assert m.nsp_loss is not None and abs(m.nsp_loss - math.log(2)) < 0.3
+    assert m.loss == pytest.approx(m.mlm_loss + m.nsp_loss)
+    assert model.nsp_head.out.weight.grad is None            # zeroed after the update

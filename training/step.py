@@ -1,0 +1,225 @@
+"""The training step shared by `pretrain` and the benchmarks.
+
+One call = one optimizer update over a list of micro-batches (gradient accumulation), so the
+effective batch is independent of workers x micro-batch size:
+
+  - forward/backward per micro-batch under bf16 autocast on CUDA (float32 on CPU);
+  - DDP: `no_sync()` on all but the last micro-batch, so gradients are all-reduced once;
+  - the loss is normalised by the number of masked tokens of the whole update (all
+    micro-batches, and all DDP ranks: one scalar all-reduce of counts known on the host), so
+    8 sequences at once and 4 x 2 give the same update; NSP loss likewise per sequence;
+  - optional gradient clipping; the grad norm is always computed and reported;
+  - a non-finite loss or grad norm skips the update (grads dropped, schedule not advanced) and
+    is counted; after `max_consecutive_nonfinite` in a row, `NonFiniteLossError` is raised.
+
+Batch dicts are those produced by `training.masking` (numpy or torch; see that module).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+TENSOR_KEYS = ("input_ids", "mlm_positions", "mlm_targets", "attention_mask", "nsp_labels")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised after too many consecutive optimizer steps with a NaN/inf loss or gradient."""
+
+
+@dataclass
+class StepMetrics:
+    loss: float                 # MLM cross-entropy per masked token, nats (+ NSP per sequence)
+    mlm_loss: float
+    nsp_loss: float | None
+    grad_norm: float            # before clipping
+    lr: float                   # learning rate used by this update
+    tokens: int                 # non-pad tokens processed (this rank)
+    masked_tokens: int          # MLM targets (this rank)
+    micro_batches: int
+    skipped: bool               # True when the update was skipped for a non-finite value
+    consecutive_nonfinite: int
+    step: int                   # optimizer updates applied so far (after this one)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def batch_to_device(batch: dict, device: torch.device | str, non_blocking: bool = True) -> dict:
+    """Move the array fields of a batch to `device` (pinned + non_blocking from CPU to CUDA)."""
+    device = torch.device(device)
+    out = {}
+    for k, v in batch.items():
+        if k in TENSOR_KEYS and v is not None:
+            t = torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+            if device.type == "cuda" and t.device.type == "cpu":
+                t = t.pin_memory().to(device, non_blocking=non_blocking)
+            else:
+                t = t.to(device)
+            out[k] = t
+        else:
+            out[k] = v
+    return out
+
+
+def autocast_for(device: torch.device | str, amp_dtype: torch.dtype | None = torch.bfloat16):
+    device = torch.device(device)
+    if device.type == "cuda" and amp_dtype is not None:
+        return torch.autocast("cuda", dtype=amp_dtype)
+    return contextlib.nullcontext()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+class TrainStep:
+    """Callable: `metrics = step(list_of_micro_batches)`.
+
+    model: our `Roberta`, optionally wrapped in DDP. compile: False, True, or a dict of
+    `torch.compile` keyword arguments (e.g. {"mode": "max-autotune-no-cudagraphs"}); the
+    compiled forward includes the masked gather and the loss. The original module (and its
+    state_dict keys) is left untouched.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler=None, *, clip_grad_norm: float = 0.0,
+                 max_consecutive_nonfinite: int | None = None,
+                 amp_dtype: torch.dtype | None = torch.bfloat16,
+                 compile: bool | dict = False):
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.clip_grad_norm = clip_grad_norm
+        self.max_consecutive_nonfinite = max_consecutive_nonfinite
+        self.amp_dtype = amp_dtype
+        self.device = next(model.parameters()).device
+        self.is_ddp = isinstance(model, DistributedDataParallel)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.forward = model
+        if compile:
+            self.forward = torch.compile(model, **(compile if isinstance(compile, dict) else {}))
+        # counters (part of the checkpoint: see state_dict)
+        self.steps = 0
+        self.skipped_total = 0
+        self.consecutive_nonfinite = 0
+
+    # ---- checkpoint state ----
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "skipped_total": self.skipped_total,
+                "consecutive_nonfinite": self.consecutive_nonfinite}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self.skipped_total = int(state["skipped_total"])
+        self.consecutive_nonfinite = int(state["consecutive_nonfinite"])
+
+    # ---- the step ----
+    def _global_counts(self, masked: int, sequences: int) -> tuple[float, float, int]:
+        if self.is_ddp and dist.is_available() and dist.is_initialized():
+            t = torch.tensor([masked, sequences], dtype=torch.float64, device=self.device)
+            dist.all_reduce(t)
+            return float(t[0]), float(t[1]), dist.get_world_size()
+        return float(masked), float(sequences), 1
+
+    def __call__(self, micro_batches: list[dict]) -> StepMetrics:
+        if not micro_batches:
+            raise ValueError("TrainStep needs at least one micro-batch")
+        batches = [batch_to_device(mb, self.device) for mb in micro_batches]
+        masked = sum(int(mb["num_masked"]) for mb in batches)
+        tokens = sum(int(mb["num_tokens"]) for mb in batches)
+        nsp_seqs = sum(int(mb["nsp_labels"].shape[0]) for mb in batches
+                       if mb.get("nsp_labels") is not None)
+        g_masked, g_nsp, world = self._global_counts(masked, nsp_seqs)
+        # DDP averages gradients over ranks; multiplying by `world` turns that into a sum, so
+        # the result is the per-masked-token mean over the whole global update.
+        mlm_scale = world / max(g_masked, 1.0)
+        nsp_scale = world / max(g_nsp, 1.0)
+
+        self.model.train()
+        mlm_sum = torch.zeros((), device=self.device)
+        nsp_sum = torch.zeros((), device=self.device)
+        last = len(batches) - 1
+        for i, mb in enumerate(batches):
+            sync_ctx = self.model.no_sync() if (self.is_ddp and i < last) else contextlib.nullcontext()
+            with sync_ctx:
+                with autocast_for(self.device, self.amp_dtype):
+                    out = self.forward(input_ids=mb["input_ids"], mlm_positions=mb["mlm_positions"],
+                                       mlm_targets=mb["mlm_targets"],
+                                       attention_mask=mb.get("attention_mask"),
+                                       nsp_labels=mb.get("nsp_labels"))
+                loss = out["mlm_loss_sum"] * mlm_scale
+                mlm_sum = mlm_sum + out["mlm_loss_sum"].detach().float()
+                if "nsp_loss_sum" in out:
+                    loss = loss + out["nsp_loss_sum"] * nsp_scale
+                    nsp_sum = nsp_sum + out["nsp_loss_sum"].detach().float()
+                loss.backward()
+
+        if self.clip_grad_norm and self.clip_grad_norm > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm, foreach=True)
+        else:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            gnorm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                     if grads else torch.zeros((), device=self.device))
+        # The one host sync of the step: losses and norm together.
+        mlm_total, nsp_total, gn = torch.stack([mlm_sum, nsp_sum, gnorm.float()]).tolist()
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        mlm_loss = mlm_total / max(masked, 1)
+        nsp_loss = nsp_total / nsp_seqs if nsp_seqs else None
+        finite = math.isfinite(mlm_total) and math.isfinite(nsp_total) and math.isfinite(gn)
+        if finite:
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.steps += 1
+            self.consecutive_nonfinite = 0
+        else:
+            self.skipped_total += 1
+            self.consecutive_nonfinite += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics = StepMetrics(loss=mlm_loss + (nsp_loss or 0.0), mlm_loss=mlm_loss,
+                              nsp_loss=nsp_loss, grad_norm=gn, lr=lr, tokens=tokens,
+                              masked_tokens=masked, micro_batches=len(batches),
+                              skipped=not finite,
+                              consecutive_nonfinite=self.consecutive_nonfinite, step=self.steps)
+        if (not finite and self.max_consecutive_nonfinite is not None
+                and self.consecutive_nonfinite >= self.max_consecutive_nonfinite):
+            raise NonFiniteLossError(
+                f"{self.consecutive_nonfinite} consecutive steps with a non-finite loss or "
+                f"gradient (last: mlm loss {mlm_loss}, grad norm {gn}) after {self.steps} "
+                f"good updates; stopping. Lower the LR / raise warm-up, or resume from the last "
+                f"good checkpoint with another seed.")
+        return metrics
+
+
+@torch.no_grad()
+def eval_step(model: torch.nn.Module, batch: dict,
+              amp_dtype: torch.dtype | None = torch.bfloat16) -> tuple[float, int]:
+    """Summed MLM cross-entropy (nats) and the number of masked tokens, dropout off."""
+    inner = _unwrap(model)
+    device = next(inner.parameters()).device
+    b = batch_to_device(batch, device)
+    was_training = inner.training
+    inner.eval()
+    try:
+        with autocast_for(device, amp_dtype):
+            out = inner(input_ids=b["input_ids"], mlm_positions=b["mlm_positions"],
+                        mlm_targets=b["mlm_targets"], attention_mask=b.get("attention_mask"))
+    finally:
+        inner.train(was_training)
+    return float(out["mlm_loss_sum"]), int(b["num_masked"])
+
+
+__all__ = ["TrainStep", "StepMetrics", "NonFiniteLossError", "batch_to_device", "autocast_for",
+           "eval_step", "TENSOR_KEYS"]
