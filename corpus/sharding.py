@@ -1,0 +1,356 @@
+"""shard-corpus: encode the documents, pack blocks, write Parquet shards and the manifest.
+
+    <root>/shards/train/part-NNNNN.parquet   blocks from corpus part NNNNN, train documents
+    <root>/shards/valid/part-NNNNN.parquet   the same for validation documents
+    <root>/shards/_parts/part-NNNNN.json     per-part counts, written after its shards
+    <root>/shards/manifest.json              written last
+
+Work unit = one corpus part. Workers (processes) encode and pack a part and hand the blocks
+back; the parent writes the parts in input order and numbers blocks globally, so the output
+is the same for any worker count. A rerun with the same parameters skips the parts whose
+`_parts/*.json` exists; each file is written under a temporary name and renamed.
+
+Parquet schema of a shard (T = block_size; ids are uint16 when the vocabulary fits, else uint32):
+    block_index   int64                   global, dense within the split, from 0
+    input_ids     fixed_size_list<T>[T]   `<s>` ... then `<pad>`
+    length        int32                   tokens before padding
+    segment_ids   fixed_size_list<uint8>[T]     pair formats only
+    nsp_label     int8                    pair formats only (0 IsNext, 1 NotNext)
+    mask_positions  list<list<uint16>>    static masks only: K lists of positions
+    mask_tokens     list<list<ids>>       static masks only: the ids shown at those positions
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+from corpus import bpe
+from corpus.packing import FORMATS, PAIR_FORMATS, Blocks, make_packer, static_masks
+from corpus.sentences import sentence_cuts
+
+SHARDS_DIR = "shards"
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+SPLITS = ("train", "valid")
+SPLIT_SALT = "valid-split"  # independent of the packing seed: the split never moves
+DEFAULT_VALID_FRACTION = 0.01
+DEFAULT_BLOCK_SIZE = 512
+
+
+def choose_dtype(vocab_size: int, dtype: str | None = None) -> np.dtype:
+    """uint16 when every id fits, else uint32; a requested dtype that cannot hold the
+    vocabulary is an error, not a silent wrap-around."""
+    want = np.dtype(dtype) if dtype else np.dtype(np.uint16 if vocab_size <= 65536 else np.uint32)
+    if want.kind != "u" or vocab_size - 1 > np.iinfo(want).max:
+        raise ValueError(f"token dtype {want} cannot hold a vocabulary of {vocab_size} ids "
+                         f"(largest id {vocab_size - 1}); use uint32")
+    return want
+
+
+def is_valid(doc_id: str, valid_fraction: float) -> bool:
+    return valid_fraction > 0 and bpe.unit_hash(str(doc_id), SPLIT_SALT) < valid_fraction
+
+
+# ---------------------------------------------------------------- one corpus part
+
+def _encode_sentences(tok: Tokenizer, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Encode each document as its sentence pieces; (ids, token bounds of sentences).
+
+    The pieces partition the text at pre-tokenizer boundaries, so the concatenated ids are
+    exactly those of encoding the whole document (see corpus.sentences).
+    """
+    pieces, owners = [], []
+    for d, text in enumerate(texts):
+        cuts = sentence_cuts(text)
+        for a, b in zip(cuts, cuts[1:]):
+            pieces.append(text[a:b])
+        owners.append(len(cuts) - 1)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    encs = encode(pieces, add_special_tokens=False)
+    out, k = [], 0
+    for n in owners:
+        ids_list = [encs[k + j].ids for j in range(n)]
+        k += n
+        lens = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=n)
+        bounds = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=bounds[1:])
+        ids = np.fromiter((t for x in ids_list for t in x), dtype=np.int64, count=int(bounds[-1]))
+        # Drop empty sentence pieces' duplicate bounds.
+        out.append((ids, np.unique(bounds)))
+    return out
+
+
+def shard_part(job: dict) -> dict:
+    """Encode and pack one corpus part. Returns per split the Blocks and counts."""
+    if job.get("threads"):
+        os.environ.setdefault("RAYON_NUM_THREADS", str(job["threads"]))
+    fs, _ = bpe.resolve(job["root"])
+    tok = Tokenizer.from_str(job["tokenizer_json"])
+    tok.encode_special_tokens = True  # "<s>" written in a document is text, not a special
+    tok.no_truncation()
+    tok.no_padding()
+    dtype = np.dtype(job["dtype"])
+    fmt, T = job["format"], job["block_size"]
+    packers = {s: make_packer(fmt, T, bpe.BOS_ID, bpe.EOS_ID, bpe.PAD_ID, dtype) for s in SPLITS}
+    counts = {s: {"documents": 0, "content_tokens": 0} for s in SPLITS}
+    skipped = {"empty_document": 0, "invalid_utf8": 0}
+    out: dict[str, list[Blocks]] = {s: [] for s in SPLITS}
+    for bno, batch in enumerate(bpe.iter_document_batches(fs, job["path"], job["batch_size"])):
+        by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
+        for doc_id, text in zip(batch["doc_id"], batch["text"]):
+            if text is None:
+                skipped["invalid_utf8"] += 1
+            elif not text.strip():
+                skipped["empty_document"] += 1
+            else:
+                by_split["valid" if is_valid(doc_id, job["valid_fraction"]) else "train"].append(text)
+        for s in SPLITS:
+            if not by_split[s]:
+                continue
+            docs = _encode_sentences(tok, by_split[s])
+            docs = [d for d in docs if len(d[0])]
+            counts[s]["documents"] += len(docs)
+            counts[s]["content_tokens"] += sum(len(d[0]) for d in docs)
+            p = packers[s]
+            if fmt in PAIR_FORMATS:
+                p.add_batch(docs, np.random.default_rng(
+                    [job["seed"], job["part_index"], bno, SPLITS.index(s)]))
+            else:
+                for ids, bounds in docs:
+                    p.add_document(ids, bounds)
+            blocks = p.take()
+            if len(blocks):
+                out[s].append(blocks)
+    for s in SPLITS:
+        blocks = packers[s].take(final=True)
+        if len(blocks):
+            out[s].append(blocks)
+        counts[s]["borrowed_tokens"] = getattr(packers[s], "borrowed_tokens", 0)
+    return {"part_index": job["part_index"], "blocks": out, "counts": counts,
+            "skipped": skipped}
+
+
+def _concat(blocks: list[Blocks]) -> Blocks:
+    cat = lambda xs: np.concatenate(xs) if xs else None  # noqa: E731
+    return Blocks(cat([b.input_ids for b in blocks]), cat([b.lengths for b in blocks]),
+                  cat([b.segment_ids for b in blocks if b.segment_ids is not None]),
+                  cat([b.nsp_label for b in blocks if b.nsp_label is not None]))
+
+
+def blocks_table(b: Blocks, start: int, dtype: np.dtype, k_masks: int, seed: int,
+                 mask_id: int, vocab_size: int) -> pa.Table:
+    n, T = b.input_ids.shape
+    idx = np.arange(start, start + n, dtype=np.int64)
+    cols = {
+        "block_index": pa.array(idx),
+        "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(b.input_ids.reshape(-1)), T),
+        "length": pa.array(b.lengths.astype(np.int32)),
+    }
+    if b.segment_ids is not None:
+        cols["segment_ids"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(b.segment_ids.reshape(-1)), T)
+        cols["nsp_label"] = pa.array(b.nsp_label.astype(np.int8))
+    if k_masks:
+        pos, toks = static_masks(b.input_ids, b.lengths, idx, k_masks, seed, mask_id, vocab_size)
+        id_type = pa.from_numpy_dtype(dtype)
+        cols["mask_positions"] = pa.array(pos, pa.list_(pa.list_(pa.uint16())))
+        cols["mask_tokens"] = pa.array([[t.astype(dtype) for t in ts] for ts in toks],
+                                       pa.list_(pa.list_(id_type)))
+    return pa.table(cols)
+
+
+def _write_table_atomic(fs, path: str, table: pa.Table, rows_per_group: int) -> None:
+    parent, name = path.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
+    with fs.open_output_stream(tmp) as f:
+        pq.write_table(table, f, row_group_size=rows_per_group, compression="zstd")
+    fs.move(tmp, path)
+
+
+# ---------------------------------------------------------------- the whole corpus
+
+def _params(fmt, block_size, valid_fraction, static_masks_k, seed, dtype, tok_sha, inputs,
+            batch_size):
+    return {"format": fmt, "block_size": block_size, "valid_fraction": valid_fraction,
+            "static_masks": static_masks_k, "seed": seed, "dtype": str(dtype),
+            "tokenizer_sha256": tok_sha, "batch_size": batch_size, "inputs": inputs}
+
+
+def read_manifest(root) -> dict | None:
+    fs, base = bpe.resolve(root)
+    p = bpe.join(base, SHARDS_DIR, MANIFEST)
+    return json.loads(bpe.read_bytes(fs, p)) if bpe.exists(fs, p) else None
+
+
+def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BLOCK_SIZE,
+                 valid_fraction: float = DEFAULT_VALID_FRACTION, static_masks: int = 0,
+                 seed: int = 0, workers: int | None = None, dtype: str | None = None,
+                 batch_size: int = 1000, rows_per_group: int = 1024,
+                 progress=None) -> dict:
+    """Pack `<root>/corpus/documents` into `<root>/shards/`; returns the manifest.
+
+    fmt: full-sentences | doc-sentences | segment-pair | sentence-pair.
+    static_masks: K > 0 stores K fixed masks per block (BERT-style static masking).
+    valid_fraction: share of documents (by hash of doc_id) in the valid split.
+    workers: processes, one corpus part each (default: CPU count); tokenizers' own threads
+    share the remaining cores. progress(stage, done, total) is called per finished part.
+    Skips everything when a manifest with the same parameters exists.
+    """
+    t0 = time.perf_counter()
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    if static_masks < 0:
+        raise ValueError("static_masks must be >= 0")
+    if block_size > 65536:
+        raise ValueError("block_size above 65536 does not fit uint16 mask positions")
+    tok = bpe.load_tokenizer(root)
+    vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    mask_id = tok.token_to_id(bpe.MASK)
+    id_dtype = choose_dtype(vocab_size, dtype)
+    fs, parts = bpe.list_documents(root)
+    if not parts:
+        raise ValueError(f"empty corpus: no part-*.parquet under {root}/corpus/documents")
+    _, base = bpe.resolve(root)
+    out_dir = bpe.join(base, SHARDS_DIR)
+    inputs = [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]
+    tok_json = tok.to_str()
+    params = _params(fmt, block_size, valid_fraction, static_masks, seed, id_dtype,
+                     bpe.tokenizer_sha256(tok), inputs, batch_size)
+    old = read_manifest(root)
+    if old and old.get("params") == params:
+        return old
+    if old:  # different parameters: the old manifest must not vouch for new shards
+        fs.delete_file(bpe.join(out_dir, MANIFEST))
+    params_sha = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+    def part_name(i):
+        return f"part-{i:05d}"
+
+    def done_record(i):
+        p = bpe.join(out_dir, "_parts", part_name(i) + ".json")
+        if not bpe.exists(fs, p):
+            return None
+        rec = json.loads(bpe.read_bytes(fs, p))
+        return rec if rec.get("params_sha256") == params_sha else None
+
+    records: dict[int, dict] = {}
+    todo = []
+    for i, p in enumerate(parts):
+        rec = done_record(i)
+        if rec:
+            records[i] = rec
+        else:
+            todo.append(i)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = {i: {"root": os.fspath(root), "path": parts[i], "part_index": i,
+                "tokenizer_json": tok_json, "dtype": id_dtype.str, "format": fmt,
+                "block_size": block_size, "valid_fraction": valid_fraction, "seed": seed,
+                "batch_size": batch_size, "threads": threads if workers > 1 else None}
+            for i in todo}
+
+    offsets = {s: 0 for s in SPLITS}
+    done = len(records)
+
+    def finish(i: int, res: dict | None) -> None:
+        nonlocal done
+        if res is None:  # finished in an earlier run: its record carries its counts
+            rec = records[i]
+        else:
+            rec = {"part_index": i, "input": parts[i].rsplit("/", 1)[1],
+                   "params_sha256": params_sha, "skipped": res["skipped"], "splits": {}}
+            for s in SPLITS:
+                b = _concat(res["blocks"][s])
+                n = 0 if b.lengths is None else len(b)
+                entry = dict(res["counts"][s], blocks=n, block_index_start=offsets[s],
+                             tokens=int(b.lengths.sum()) if n else 0, file=None)
+                if n:
+                    entry["nsp_not_next"] = int(b.nsp_label.sum()) if b.nsp_label is not None else 0
+                    table = blocks_table(b, offsets[s], id_dtype, static_masks, seed, mask_id,
+                                         vocab_size)
+                    rel = f"{s}/{part_name(i)}.parquet"
+                    _write_table_atomic(fs, bpe.join(out_dir, rel), table, rows_per_group)
+                    entry["file"] = rel
+                rec["splits"][s] = entry
+            bpe.write_json_atomic(fs, bpe.join(out_dir, "_parts", part_name(i) + ".json"), rec)
+            records[i] = rec
+            done += 1
+        for s in SPLITS:
+            if rec["splits"][s]["block_index_start"] != offsets[s]:
+                raise RuntimeError(f"part {i}: stale block numbering; delete {out_dir} and rerun")
+            offsets[s] += rec["splits"][s]["blocks"]
+        if progress:
+            progress("shard-corpus", done, len(parts))
+
+    if workers == 1:
+        for i in range(len(parts)):
+            finish(i, shard_part(jobs[i]) if i in jobs else None)
+    else:
+        ctx = mp.get_context("spawn")  # fork after tokenizers' threads started is unsafe
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = {}
+            window = 2 * workers  # bounded: at most this many parts' blocks in memory
+            nxt = 0
+            for i in range(len(parts)):
+                while nxt < len(parts) and len(futures) < window:
+                    if nxt in jobs:
+                        futures[nxt] = pool.submit(shard_part, jobs[nxt])
+                    nxt += 1
+                fut = futures.pop(i, None)
+                finish(i, fut.result() if fut else None)
+
+    manifest = _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok)
+    if sum(manifest["splits"][s]["blocks"] for s in SPLITS) == 0:
+        raise ValueError(f"empty corpus: no document under {root}/corpus/documents produced "
+                         f"a token (skipped: {manifest['skipped']})")
+    manifest["seconds"] = round(time.perf_counter() - t0, 3)
+    bpe.write_json_atomic(fs, bpe.join(out_dir, MANIFEST), manifest)
+    return manifest
+
+
+def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dict:
+    skipped = {"empty_document": 0, "invalid_utf8": 0}
+    splits = {}
+    for s in SPLITS:
+        agg = {"blocks": 0, "tokens": 0, "content_tokens": 0, "documents": 0,
+               "borrowed_tokens": 0, "files": []}
+        nsp_not_next = 0
+        for i in range(len(parts)):
+            e = records[i]["splits"][s]
+            for k in ("blocks", "tokens", "content_tokens", "documents", "borrowed_tokens"):
+                agg[k] += e.get(k, 0)
+            nsp_not_next += e.get("nsp_not_next", 0)
+            if e["file"]:
+                agg["files"].append({"path": e["file"], "blocks": e["blocks"],
+                                     "block_index_start": e["block_index_start"]})
+        if params["format"] in PAIR_FORMATS:
+            agg["nsp"] = {"is_next": agg["blocks"] - nsp_not_next, "not_next": nsp_not_next}
+        splits[s] = agg
+    for rec in records.values():
+        for k, v in rec["skipped"].items():
+            skipped[k] = skipped.get(k, 0) + v
+    return {
+        "version": MANIFEST_VERSION, "params": params, "format": params["format"],
+        "block_size": params["block_size"], "dtype": str(id_dtype), "pad_id": bpe.PAD_ID,
+        "bos_id": bpe.BOS_ID, "eos_id": bpe.EOS_ID, "unk_id": bpe.UNK_ID, "mask_id": mask_id,
+        "vocab_size": vocab_size, "tokenizer_sha256": params["tokenizer_sha256"],
+        "static_masks": params["static_masks"], "seed": params["seed"],
+        "valid_fraction": params["valid_fraction"],
+        "nsp_label": ({"0": "is_next", "1": "not_next"}
+                      if params["format"] in PAIR_FORMATS else None),
+        "splits": splits, "skipped": skipped,
+        "dropped_tokens": {},  # nothing is dropped by design; reasons would be listed here
+        "input_parts": len(parts),
+    }
