@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import threading
+import time
 from dataclasses import dataclass
 
 EXTRACTION_TIMEOUT = "extraction_timeout"
@@ -52,8 +53,8 @@ def extract_page(html: str, favor_precision: bool = True) -> Extracted:
     return Extracted(None, text=text, title=(doc.title or "").strip(), date=str(doc.date or ""))
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """BaseException, so that no `except Exception` inside trafilatura (or ours) swallows it."""
 
 
 def _on_alarm(signum, frame):
@@ -98,8 +99,10 @@ class Extractor:
         return extract_page(html, self.favor_precision)
 
     def _extract_signal(self, html: str) -> Extracted:
+        # Someone else's timer (e.g. pytest-timeout) is saved and re-armed with what is left.
         previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        other_left, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        started = time.monotonic()
         try:
             return extract_page(html, self.favor_precision)
         except _Timeout:
@@ -107,6 +110,8 @@ class Extractor:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            if other_left:
+                signal.setitimer(signal.ITIMER_REAL, max(1e-3, other_left - (time.monotonic() - started)))
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")

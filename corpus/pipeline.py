@@ -7,7 +7,7 @@ modules in pipeline order, cheapest first:
     -> extract (extract) -> language ID (langid) -> quality rules (quality)
     -> content hash + MinHash (hashing) -> row
 
-Every record read ends in exactly one outcome (corpus.outcomes); the manifest's `outcomes`
+Every record read ends in exactly one outcome (corpus.outcomes); the manifest's `counts`
 sum to `records_read`. Outputs are written atomically, the shard first and the manifest
 last, so an input whose manifest exists is finished and is skipped on rerun.
 """
@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -53,12 +54,25 @@ def input_id_for(name: str) -> str:
     return f"{safe}-{hashlib.blake2b(str(name).encode(), digest_size=4).hexdigest()}"
 
 
-def shard_path(base: str, input_id: str) -> str:
+def _shard(base: str, input_id: str) -> str:
     return storage.join(base, "corpus", "shards", f"{input_id}.parquet")
 
 
-def manifest_path(base: str, input_id: str) -> str:
+def _manifest(base: str, input_id: str) -> str:
     return storage.join(base, "corpus", "manifests", f"{input_id}.json")
+
+
+def manifest_path(root: str | os.PathLike, input_id: str) -> Path | str:
+    """Where the manifest of `input_id` lives: a Path for a local root, a URI otherwise."""
+    if "://" in str(root):
+        return f"{str(root).rstrip('/')}/corpus/manifests/{input_id}.json"
+    return Path(root) / "corpus" / "manifests" / f"{input_id}.json"
+
+
+def is_done(root: str | os.PathLike, input_id: str) -> bool:
+    """True when the input's shard and manifest both exist (any filesystem)."""
+    fs, base = storage.resolve(root)
+    return storage.exists(fs, _manifest(base, input_id)) and storage.exists(fs, _shard(base, input_id))
 
 
 def _parse_warc_date(value: str) -> dt.datetime | None:
@@ -85,20 +99,20 @@ def rank_key(crawl_date: dt.datetime | None, did: str) -> tuple[str, str]:
 def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
                  config: CorpusConfig | None = None, *, input_name: str | None = None,
                  input_id: str | None = None, progress: ProgressFn | None = None,
-                 force: bool = False) -> dict:
+                 force: bool = False, source_name: str | None = None) -> dict:
     """Process one local WARC file into `<root>/corpus/shards/<input-id>.parquet` and
     `<root>/corpus/manifests/<input-id>.json`; return the manifest.
 
     `input_name` is the input's identity (its URL or original path; default: the path) and
-    names it in `source` and errors. If the shard and manifest exist already, nothing is
+    names it in `source` and errors (`source_name` is an alias). If the shard and manifest exist already, nothing is
     done and the stored manifest is returned with `"skipped": True` (unless `force`).
     Damaged records are counted and listed in `errors`; only a missing or unreadable file
     raises (OSError naming it)."""
     cfg = config or CorpusConfig()
-    name = str(input_name or warc_path)
+    name = str(input_name or source_name or warc_path)
     iid = input_id or input_id_for(name)
     fs, base = storage.resolve(out_root)
-    shard, manifest_file = shard_path(base, iid), manifest_path(base, iid)
+    shard, manifest_file = _shard(base, iid), _manifest(base, iid)
     if not force and storage.exists(fs, manifest_file) and storage.exists(fs, shard):
         manifest = storage.read_json(fs, manifest_file)
         manifest["skipped"] = True
@@ -157,13 +171,13 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
         "shard": f"corpus/shards/{iid}.parquet",
         "records_read": records,
         "documents": n_docs,
-        "outcomes": {k: counts.get(k, 0) for k in outcomes.ALL} | dict(counts),
+        "counts": {k: counts.get(k, 0) for k in outcomes.ALL} | dict(counts),
         "events": dict(events),
         "errors": errors,
         "config": cfg.to_dict(),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    assert sum(manifest["outcomes"].values()) == records, "an outcome was lost"
+    assert sum(manifest["counts"].values()) == records, "an outcome was lost"
     storage.write_json_atomic(fs, manifest_file, manifest)
     return manifest
 

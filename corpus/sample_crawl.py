@@ -284,8 +284,10 @@ def generate_pages(n_pages: int, frac_non_english: float = 0.5, frac_duplicates:
     return pages
 
 
-def _record_id(seed: int, n: int) -> str:
-    return f"<urn:uuid:{uuid.UUID(bytes=hashlib.md5(f'{seed}:{n}'.encode()).digest())}>"
+def _record_id(seed: int, *parts) -> str:
+    """A record id from the record's own content, not its position: the same page gets the
+    same id whichever file it is written to (tests split one crawl over several files)."""
+    return f"<urn:uuid:{uuid.UUID(bytes=hashlib.md5(repr((seed, *parts)).encode()).digest())}>"
 
 
 def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: int | None = None) -> None:
@@ -293,16 +295,14 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
     record gets a damaged gzip member (bytes flipped mid-stream)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-
     def record_bytes(uri, rtype, payload: bytes, date, http_headers=None, content_type=None):
-        nonlocal n
         buf = io.BytesIO()
         writer = WARCWriter(buf, gzip=True)
-        headers = {"WARC-Date": date.strftime("%Y-%m-%dT%H:%M:%SZ"), "WARC-Record-ID": _record_id(seed, n)}
+        headers = {"WARC-Date": date.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "WARC-Record-ID": _record_id(seed, rtype, uri, date.isoformat(),
+                                                hashlib.md5(payload).hexdigest())}
         if rtype == "warcinfo":
             headers["WARC-Filename"] = path.name
-        n += 1
         rec = writer.create_warc_record(uri, rtype, payload=io.BytesIO(payload), length=len(payload),
                                         http_headers=http_headers, warc_content_type=content_type or "",
                                         warc_headers_dict=headers)
@@ -313,7 +313,8 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
     with open(tmp, "wb") as out:
         info = (b"software: roberta-pipeline corpus.sample_crawl\r\nformat: WARC File Format 1.1\r\n"
                 b"description: deterministic sample crawl for tests and demos\r\n")
-        out.write(record_bytes("", "warcinfo", info, BASE_DATE, content_type="application/warc-fields"))
+        out.write(record_bytes("", "warcinfo", info + path.name.encode(), BASE_DATE,
+                               content_type="application/warc-fields"))
         for i, p in enumerate(pages):
             host = p.url.split("/")[2]
             req = f"GET /{p.url.split('/', 3)[3] if p.url.count('/') >= 3 else ''} HTTP/1.1\r\nHost: {host}\r\n" \

@@ -7,7 +7,7 @@ DOCUMENT_FIELDS = [
     pa.field("doc_id", pa.string()),                       # stable hash (corpus.hashing.doc_id)
     pa.field("url", pa.string()),
     pa.field("host", pa.string()),
-    pa.field("crawl_date", pa.timestamp("s", tz="UTC")),   # WARC-Date
+    pa.field("crawl_date", pa.timestamp("ms", tz="UTC")),  # WARC-Date (Parquet has no seconds unit)
     pa.field("published", pa.date32()),                    # trafilatura's publication date, or null
     pa.field("title", pa.string()),
     pa.field("text", pa.string()),
