@@ -30,10 +30,10 @@ thurs fri sat sun no. op art sec ch para
 """.split())
 
 # A candidate end: terminal punctuation, optional closing quotes/brackets, then whitespace.
-_END = re.compile(r"""[.!?…]+["'”’)\]]*(?=\s)""")
-_NEXT_START = re.compile(r"""\s+["'“‘(\[]*[A-Z0-9À-ÖØ-Þ]""")
+# One regex so only real candidates reach Python: the next sentence must start with a capital
+# letter or digit, possibly after opening quotes/brackets.
+_END = re.compile(r"""[.!?…]+["'”’)\]]*(?=\s+["'“‘(\[]*[A-Z0-9À-ÖØ-Þ])""")
 _WORD_BEFORE = re.compile(r"""([\w.]+)$""")
-_NEWLINE = re.compile(r"[^\s][^\S\n]*\n")  # a line's last non-space char, then the line break
 
 
 def _is_abbreviation(text: str, stop: int) -> bool:
@@ -54,19 +54,22 @@ def sentence_cuts(text: str) -> list[int]:
     """Cut offsets [0, c1, ..., len(text)] that partition `text` into sentences."""
     cuts = {0, len(text)}
     for m in _END.finditer(text):
-        end = m.end()
-        if not _NEXT_START.match(text, end):
+        g = m.group(0)
+        if g[0] == "." and len(g.rstrip("\"'”’)]")) == 1 and _is_abbreviation(text, m.start()):
             continue
-        if m.group(0)[0] == "." and len(m.group(0).rstrip("\"'”’)]")) == 1 and \
-                _is_abbreviation(text, m.start()):
-            continue
-        cuts.add(end)
-    for m in _NEWLINE.finditer(text):
-        cuts.add(m.start() + 1)  # right after the last non-space char of the line
-    tail = len(text.rstrip())  # trailing whitespace stays with the last sentence
-    return sorted(c for c in cuts if c == 0 or c == len(text) or
-                  (c < tail and not text[c - 1].isspace() and text[c].isspace()))
-
+        cuts.add(m.end())
+    nl = text.find("\n")
+    while nl >= 0:  # a line break ends a sentence: cut after the line's last non-space char
+        c = nl
+        while c > 0 and text[c - 1].isspace():
+            c -= 1
+        if c > 0:
+            cuts.add(c)
+        nl = text.find("\n", nl + 1)
+    # Every candidate already sits between a non-space and a whitespace character; only the
+    # trailing whitespace must stay with the last sentence.
+    tail = len(text.rstrip())
+    return sorted(c for c in cuts if c == 0 or c < tail or c == len(text))
 
 def split_sentences(text: str) -> list[str]:
     """The sentences of `text`, each with its leading whitespace; ''.join(result) == text."""

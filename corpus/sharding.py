@@ -76,16 +76,17 @@ def _encode_sentences(tok: Tokenizer, texts: list[str]) -> list[tuple[np.ndarray
         owners.append(len(cuts) - 1)
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
     encs = encode(pieces, add_special_tokens=False)
+    lens = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    flat = np.concatenate([np.array(e.ids, dtype=np.int64) for e in encs]) if encs else \
+        np.zeros(0, np.int64)
+    starts = np.zeros(len(encs) + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
     out, k = [], 0
     for n in owners:
-        ids_list = [encs[k + j].ids for j in range(n)]
+        s0 = starts[k]
+        # Sentence bounds relative to the document; empty pieces would repeat a bound.
+        out.append((flat[s0:starts[k + n]], np.unique(starts[k:k + n + 1] - s0)))
         k += n
-        lens = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=n)
-        bounds = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens, out=bounds[1:])
-        ids = np.fromiter((t for x in ids_list for t in x), dtype=np.int64, count=int(bounds[-1]))
-        # Drop empty sentence pieces' duplicate bounds.
-        out.append((ids, np.unique(bounds)))
     return out
 
 
