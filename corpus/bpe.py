@@ -111,14 +111,13 @@ def decode_texts(col: pa.ChunkedArray | pa.Array) -> list[str | None]:
     """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    if pa.types.is_large_string(col.type):
-        col = col.cast(pa.large_binary()).cast(pa.binary())  # view as bytes
-    if pa.types.is_string(col.type):
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         try:
             col.validate(full=True)
-            return col.to_pylist()
-        except pa.ArrowInvalid:
-            col = col.view(pa.binary())
+            return ["" if t is None else t for t in col.to_pylist()]
+        except pa.ArrowInvalid:  # some row is not UTF-8: find which, as bytes
+            col = col.view(pa.large_binary() if pa.types.is_large_string(col.type)
+                           else pa.binary())
     out: list[str | None] = []
     for b in col.to_pylist():
         if b is None:
@@ -315,14 +314,15 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
         raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
     if vocab_size < 256 + 5:
         raise ValueError(f"vocab_size {vocab_size} is below the 256 byte symbols + 5 specials")
-    params = {"mode": "trained", "requested_vocab_size": vocab_size,
-              "sample_fraction": sample_fraction, "min_frequency": min_frequency, "seed": seed}
-    old = load_info(root)
-    if old and not overwrite and old.get("params") == params:
-        return old
     fs, parts = list_documents(root)
     if not parts:
         raise ValueError(f"empty corpus: no part-*.parquet under {root}/corpus/documents")
+    params = {"mode": "trained", "requested_vocab_size": vocab_size,
+              "sample_fraction": sample_fraction, "min_frequency": min_frequency, "seed": seed,
+              "inputs": [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]}
+    old = load_info(root)
+    if old and not overwrite and old.get("params") == params:
+        return old
     stats = {"documents": 0, "chars": 0, "skipped_empty": 0, "skipped_invalid_utf8": 0}
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
