@@ -1,0 +1,135 @@
+"""CPU training throughput: our real step vs transformers' RobertaForMaskedLM (sdpa), one run.
+
+Shapes (issue 4): hidden 256, 4 layers, 4 heads, FFN 1024, vocab 50,265, seq 128, batch 16,
+float32, dropout 0.1, AdamW (0.9, 0.98, 1e-6, wd 0.01). Both sides train on the same blocks with
+the same masks; ours masks each batch inside the timed loop (the real data path), HF gets the
+equivalent dense `labels`. Rounds alternate between the two so drift in the machine's speed hits
+both alike. Goal: ours >= 3x HF tokens/s.
+
+    python bench/bench_train_cpu.py [--steps 8] [--rounds 3] [--threads N] [--out bench/out/cpu.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from training.config import MaskingConfig, ModelConfig, OptimConfig  # noqa: E402
+from training.masking import Masker, labels_from_batch  # noqa: E402
+from training.model import build_model  # noqa: E402
+from training.optim import build_optimizer, build_scheduler  # noqa: E402
+from training.step import TrainStep  # noqa: E402
+
+
+def random_blocks(n: int, T: int, vocab: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    b = rng.integers(4, vocab - 1, size=(n, T), dtype=np.int64)
+    b[:, 0], b[:, -1] = 0, 2
+    return b
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per side per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
+    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "train_cpu.json"))
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    cfg = ModelConfig(num_layers=4, hidden_size=256, num_heads=4, ffn_size=1024, vocab_size=50265,
+                      max_positions=512)
+    ocfg = OptimConfig(peak_lr=5e-4, warmup_steps=100, total_steps=10_000)
+    B, T = args.batch, args.seq
+
+    # ours: model + masking + optimizer/schedule + TrainStep (float32 on CPU)
+    ours = build_model(cfg, seed=0)
+    opt = build_optimizer(ours, ocfg)
+    step = TrainStep(ours, opt, build_scheduler(opt, ocfg))
+    masker = Masker(MaskingConfig.for_model(cfg), seed=0)
+
+    hcfg = transformers.RobertaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.ffn_size,
+        max_position_embeddings=cfg.num_position_rows, type_vocab_size=1, layer_norm_eps=1e-5,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    hf = transformers.RobertaForMaskedLM._from_config(hcfg, attn_implementation="sdpa").train()
+    hopt = torch.optim.AdamW(hf.parameters(), lr=ocfg.peak_lr, betas=ocfg.betas, eps=ocfg.eps,
+                             weight_decay=ocfg.weight_decay, foreach=True)
+    hsched = build_scheduler(hopt, ocfg)
+
+    n_blocks = B * (args.warmup + args.steps * args.rounds + 1)
+    blocks = random_blocks(n_blocks, T, cfg.vocab_size, seed=1)
+    cursor = {"ours": 0, "hf": 0}
+
+    def next_batch(who):
+        i = cursor[who]
+        cursor[who] = (i + B) % (n_blocks - B)
+        return masker(blocks[i:i + B], np.arange(i, i + B), epoch=0)
+
+    def ours_step():
+        step([next_batch("ours")])
+
+    def hf_step():
+        b = next_batch("hf")   # same masking cost on both sides, then dense labels for HF
+        out = hf(input_ids=torch.from_numpy(b["input_ids"]),
+                 labels=torch.from_numpy(labels_from_batch(b)))
+        out.loss.backward()
+        hopt.step()
+        hsched.step()
+        hopt.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        ours_step()
+        hf_step()
+    times = {"ours": 0.0, "hf_sdpa": 0.0}
+    for r in range(args.rounds):
+        for name, fn in (("ours", ours_step), ("hf_sdpa", hf_step)):
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                fn()
+            dt = time.perf_counter() - t0
+            times[name] += dt
+            print(f"round {r}: {name:8s} {B * T * args.steps / dt:10,.0f} tok/s", flush=True)
+    tokens = B * T * args.steps * args.rounds
+    result = {
+        "bench": "train_cpu",
+        "shapes": {"hidden": 256, "layers": 4, "heads": 4, "ffn": 1024, "vocab": 50265,
+                   "seq": T, "batch": B, "dtype": "float32"},
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "tokens_per_s": {k: tokens / v for k, v in times.items()},
+        "steps_timed": args.steps * args.rounds,
+    }
+    result["speedup_vs_hf_sdpa"] = result["tokens_per_s"]["ours"] / result["tokens_per_s"]["hf_sdpa"]
+    print(f"ours {result['tokens_per_s']['ours']:,.0f} tok/s | HF sdpa "
+          f"{result['tokens_per_s']['hf_sdpa']:,.0f} tok/s | speed-up "
+          f"{result['speedup_vs_hf_sdpa']:.2f}x (goal >= 3x)", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
