@@ -90,8 +90,8 @@ class Extractor:
     def extract(self, html: str) -> Extracted:
         self._n += 1
         if self._n % 2000 == 0:  # trafilatura's caches grow per page (trafilatura#216)
-            import trafilatura
-            trafilatura.reset_caches()
+            from trafilatura.meta import reset_caches
+            reset_caches()
         if self.mode == "signal":
             return self._extract_signal(html)
         if self.mode == "subprocess":

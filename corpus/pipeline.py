@@ -131,6 +131,7 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
     n_docs = 0
 
     fs.create_dir(shard.rpartition("/")[0], recursive=True)
+    _remove_stale_temps(fs, shard)
     tmp_shard = storage.tmp_name(shard)
     with open(warc_path, "rb") as f, Extractor(cfg.extract_timeout_s, cfg.timeout_mode,
                                                cfg.favor_precision) as extractor, \
@@ -180,6 +181,16 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
     assert sum(manifest["counts"].values()) == records, "an outcome was lost"
     storage.write_json_atomic(fs, manifest_file, manifest)
     return manifest
+
+
+def _remove_stale_temps(fs, shard: str) -> None:
+    """Temp files of an earlier run of this input that was killed before its rename."""
+    import pyarrow.fs as pafs
+
+    folder, _, name = shard.rpartition("/")
+    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        if info.base_name.startswith(f".{name}.tmp-"):
+            fs.delete_file(info.path)
 
 
 def _process_candidate(item, cfg: CorpusConfig, languages, name, iid, dups: InFileDuplicates,

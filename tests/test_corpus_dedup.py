@@ -115,6 +115,7 @@ def test_skip_if_done_and_atomic_outputs(tmp_path, sample_warc):
     assert m2.get("skipped") and m2["counts"] == m1["counts"] and shard.stat().st_mtime_ns == mtime
     # A shard without its manifest (killed between the two writes) is redone, not trusted.
     (tmp_path / "corpus" / "manifests" / f"{m1['input_id']}.json").unlink()
+    (shard.parent / f".{shard.name}.tmp-deadbeef").write_bytes(b"half a shard")  # a killed run's
     assert not process_warc(sample_warc, tmp_path).get("skipped")
     deduplicate(tmp_path)
     leftovers = [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
