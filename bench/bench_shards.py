@@ -1,6 +1,6 @@
 """Throughput of train-tokenizer and shard-corpus, against plain `Tokenizer.encode_batch`.
 
-    python -m bench.bench_shards [--synthetic-mib 200] [--out bench/results/shards.json]
+    python -m bench.bench_shards [--synthetic-mib 200] [--out bench/out/shards.json]
 
 Corpora: the real-text test corpus (Python's documentation topics) and a synthetic corpus of
 at least --synthetic-mib MiB made by reshuffling its sentences into new documents. For each:
@@ -53,6 +53,8 @@ def run(name: str, texts: list[str], vocab_size: int, workdir: Path, parts: int,
     files = sorted((root / "corpus" / "documents").glob("part-*.parquet"))
 
     def plain() -> int:  # the baseline reads the same Parquet parts
+        tok = bpe.load_tokenizer(root)  # fresh, like shard-corpus: no warm BPE cache
+        tok.encode_special_tokens = True
         n = 0
         for f in files:
             for rb in pq.ParquetFile(f).iter_batches(batch_size=1000, columns=["text"]):
@@ -92,7 +94,7 @@ def main() -> None:
     ap.add_argument("--synthetic-mib", type=float, default=200)
     ap.add_argument("--vocab-size", type=int, default=8000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default="bench/results/shards.json")
+    ap.add_argument("--out", default="bench/out/shards.json")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         results = [run("sample", english_documents(), a.vocab_size, Path(d), 1, a.repeats)]
