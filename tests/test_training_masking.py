@@ -108,10 +108,11 @@ def test_fast_enough_for_one_core():
     """The GPU target (~640k tok/s at base shapes) needs ~1,300 blocks/s of 512 tokens."""
     blocks, m = _blocks(64), Masker(MCFG, seed=0)
     m(blocks, np.arange(64), epoch=0)
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < 0.5:
+    # CPU time of this thread, so a busy shared machine does not make the test flaky.
+    t0, n = time.thread_time(), 0
+    while time.thread_time() - t0 < 0.5:
         m(blocks, np.arange(n, n + 64), epoch=0)
         n += 64
-    rate = n / (time.perf_counter() - t0)
+    rate = n / (time.thread_time() - t0)
     print(f"masking: {rate:,.0f} blocks/s of 512 tokens")
     assert rate > 2600

@@ -153,7 +153,7 @@ class OptimConfig:
     decay_norm_and_bias: bool = True
     clip_grad_norm: float = 0.0        # 0 = no clipping (paper Table 9)
     batch_size: int = 8192             # effective sequences per optimizer step
-    fused: bool | None = None          # None: fused on CUDA, foreach elsewhere
+    fused: bool | None = None          # None: fused where supported (CUDA, CPU), else foreach
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> "OptimConfig":

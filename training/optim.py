@@ -38,13 +38,19 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW, fused on CUDA (one kernel per step), foreach elsewhere. The `lr` stored in the
-    param groups is the peak; the scheduler multiplies it per step."""
-    on_cuda = any(p.is_cuda for p in model.parameters())
-    fused = on_cuda if cfg.fused is None else cfg.fused
-    kw = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.peak_lr, betas=tuple(cfg.betas),
-                             eps=cfg.eps, weight_decay=cfg.weight_decay, **kw)
+    """AdamW, fused (one pass over each tensor) wherever torch supports it -- CUDA, and CPU since
+    torch 2.4, where it is ~5x cheaper than the foreach path -- else foreach. The `lr` stored in
+    the param groups is the peak; the scheduler multiplies it per step."""
+    kw = dict(lr=cfg.peak_lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg)
+    if cfg.fused is False:
+        return torch.optim.AdamW(groups, foreach=True, **kw)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kw)
+    except (RuntimeError, ValueError):
+        if cfg.fused:          # explicitly requested: do not hide that it is unavailable
+            raise
+        return torch.optim.AdamW(groups, foreach=True, **kw)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig

@@ -108,8 +108,13 @@ class TrainStep:
         self.is_ddp = isinstance(model, DistributedDataParallel)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.forward = model
+        compile_kw = compile if isinstance(compile, dict) else {}
         if compile:
-            self.forward = torch.compile(model, **(compile if isinstance(compile, dict) else {}))
+            self.forward = torch.compile(model, **compile_kw)
+        # CUDA-graph modes: tell the cudagraph trees where an iteration starts, so outputs of
+        # the previous replay are not considered live.
+        self._mark_cudagraph_step = bool(compile) and compile_kw.get("mode") in (
+            "reduce-overhead", "max-autotune")
         # counters (part of the checkpoint: see state_dict)
         self.steps = 0
         self.skipped_total = 0
@@ -153,6 +158,10 @@ class TrainStep:
         last = len(batches) - 1
         for i, mb in enumerate(batches):
             sync_ctx = self.model.no_sync() if (self.is_ddp and i < last) else contextlib.nullcontext()
+            # Only at the first micro-batch: .grad may alias graph outputs of earlier ones.
+            if (i == 0 and self._mark_cudagraph_step
+                    and hasattr(torch.compiler, "cudagraph_mark_step_begin")):
+                torch.compiler.cudagraph_mark_step_begin()
             with sync_ctx:
                 with autocast_for(self.device, self.amp_dtype):
                     out = self.forward(input_ids=mb["input_ids"], mlm_positions=mb["mlm_positions"],
