@@ -57,6 +57,8 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 def _group_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edges (first, member) joining every row to the best-ranked row with the same key.
     Rows are in rank order, so a stable sort keeps each group's first row the smallest rank."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.argsort(keys, kind="stable")
     k = keys[order]
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])

@@ -60,13 +60,9 @@ class WarcSource:
 
     @property
     def input_id(self) -> str:
-        """Stable, filesystem-safe id: readable stem plus a short hash of the full location,
-        so two inputs with the same file name in different places never collide."""
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
-        for suffix in (".gz", ".warc"):
-            stem = stem.removesuffix(suffix)
-        digest = hashlib.sha1(self.location.encode()).hexdigest()[:10]
-        return f"{stem}-{digest}"
+        from corpus.pipeline import input_id_for
+
+        return input_id_for(self.location)
 
 
 def _is_warc(name: str) -> bool:
@@ -212,18 +208,39 @@ def _get_with_retries(url: str, retries: int = 4, backoff_s: float = 0.5,
     raise DownloadError(f"{url}: {last}")
 
 
+GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
 def verify_gzip(path: Path) -> None:
-    """Read a .gz file to its end: a truncated download fails here, not in the middle of a
-    WARC parse. Multi-member gzip (one member per record, as Common Crawl writes) is fine."""
-    decomp = zlib.decompressobj(wbits=31)
+    """Check that a downloaded .gz file is complete: its last gzip member ends cleanly.
+
+    A truncated download fails here, not in the middle of a WARC parse. A member that is
+    damaged at the source (corrupt deflate data) is not a download fault: we skip to the next
+    member's magic bytes, and `process_warc` counts that record. Multi-member gzip (one member
+    per record, as Common Crawl writes) is the normal case.
+    """
+    decomp, pending, ended_cleanly = zlib.decompressobj(wbits=31), b"", True
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
-            while chunk:
-                decomp.decompress(chunk)
-                chunk = decomp.unused_data
-                if chunk:  # next gzip member
+            data = pending + chunk
+            pending = b""
+            while data:
+                try:
+                    decomp.decompress(data)
+                except zlib.error:  # damaged member: resynchronise on the next header
+                    start = data.find(GZIP_MAGIC, 1)
+                    if start < 0:
+                        pending = data[-2:]  # a header may straddle the chunk boundary
+                        data = b""
+                    else:
+                        data = data[start:]
                     decomp = zlib.decompressobj(wbits=31)
-    if not decomp.eof:
+                    continue
+                data = decomp.unused_data
+                ended_cleanly = decomp.eof
+                if decomp.eof and data:  # next gzip member
+                    decomp = zlib.decompressobj(wbits=31)
+    if not ended_cleanly or pending:
         raise DownloadError(f"truncated gzip stream: {path}")
 
 

@@ -1,0 +1,138 @@
+"""`roberta`: one subcommand per flow, each taking `--root RUN_DIR`.
+
+Exit codes: 0 the run completed (damaged inputs are counted in its reports, not fatal);
+2 bad arguments or inputs (missing path, unreachable listing); 3 the run finished but some
+inputs could not be processed at all (rerun to retry them); 1 anything else.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_ROOT = "./runs/default"
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def _add_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=DEFAULT_ROOT, metavar="RUN_DIR",
+                   help="run root holding every stage's artifacts (default: %(default)s)")
+
+
+def _add_runner(p: argparse.ArgumentParser, default: str = "processes") -> None:
+    from flows.runtime import RUNNERS
+
+    p.add_argument("--runner", choices=RUNNERS, default=default,
+                   help="how the fan-out runs: a thread pool, a process pool, or Ray "
+                        "(default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="parallel workers (default: one per CPU core)")
+    p.add_argument("--address", dest="ray_address", default=None, metavar="RAY_ADDRESS",
+                   help="attach to this Ray cluster (e.g. ray://head:10001 or auto); "
+                        "implies --runner ray. Default: a local Ray instance when needed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roberta", description="RoBERTa pretraining pipeline: every subcommand is a "
+        "Prefect flow; with no Prefect server configured it runs in ephemeral mode.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("build-corpus", help="WARC crawl → clean, deduplicated documents",
+                       description="Extract main text from WARC files, keep documents in the "
+                       "wanted languages that pass the quality rules, remove exact and near "
+                       "duplicates, and write the corpus as Parquet under RUN_DIR/corpus/.")
+    _add_root(p)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="WARC files, directories, globs, http(s) URLs, s3:// (or other "
+                        "pyarrow filesystem) URIs, or cc-news:YYYY-MM[..YYYY-MM]")
+    _add_runner(p)
+    p.add_argument("--languages", default="en",
+                   help="comma-separated ISO 639-1 codes to keep (default: %(default)s)")
+    p.add_argument("--lang-threshold", type=float, default=None,
+                   help="minimum language-ID probability to keep a document")
+    p.add_argument("--min-words", type=int, default=None,
+                   help="drop documents with fewer words than this")
+    p.add_argument("--near-dup-threshold", type=float, default=0.8,
+                   help="MinHash Jaccard threshold for near duplicates (default: %(default)s)")
+    p.add_argument("--num-perm", type=int, default=128,
+                   help="MinHash permutations (default: %(default)s)")
+    p.add_argument("--extract-timeout", type=float, default=None, metavar="SECONDS",
+                   help="per-page time limit for main-text extraction")
+    p.add_argument("--cc-news-base-url", default=None, metavar="URL",
+                   help="where CC-NEWS listings and WARCs live (default: Common Crawl's "
+                        "public HTTPS endpoint)")
+    p.add_argument("--cc-news-limit", type=int, default=None, metavar="N",
+                   help="take only the first N WARCs of the CC-NEWS months")
+    p.add_argument("--download-retries", type=int, default=4, metavar="N",
+                   help="retries with exponential backoff per remote file (default: %(default)s)")
+    p.add_argument("--keep-downloads", action="store_true",
+                   help="keep fetched remote WARCs after their shard is written")
+    p.set_defaults(handler=_build_corpus)
+    return parser
+
+
+def _build_corpus(args: argparse.Namespace) -> int:
+    from corpus.inputs import CC_BASE_URL, InputError, resolve_inputs
+    from flows.build_corpus import BuildCorpusError, build_corpus, corpus_options
+    from flows.progress import count_files, watch_files
+
+    base_url = args.cc_news_base_url or CC_BASE_URL
+    try:
+        sources = resolve_inputs(args.inputs, cc_news_base_url=base_url,
+                                 cc_news_limit=args.cc_news_limit)
+    except InputError as exc:
+        print(f"roberta build-corpus: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    root = Path(args.root)
+    options = corpus_options(languages=args.languages.split(","),
+                             lang_threshold=args.lang_threshold, min_words=args.min_words,
+                             near_dup_threshold=args.near_dup_threshold,
+                             num_perm=args.num_perm, extract_timeout_s=args.extract_timeout)
+    with watch_files("WARC files", count_files(root / "corpus" / "manifests", "*.json"),
+                     total=len(sources)):
+        try:
+            summary = build_corpus(inputs=[s.location for s in sources], root=str(root),
+                               runner="ray" if args.ray_address else args.runner,
+                               workers=args.workers, ray_address=args.ray_address,
+                               options=options, keep_downloads=args.keep_downloads,
+                               download_retries=args.download_retries)
+        except BuildCorpusError as exc:
+            print(f"roberta build-corpus: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    _print_corpus_summary(summary)
+    return EXIT_PARTIAL if summary["failed_inputs"] else EXIT_OK
+
+
+def _print_corpus_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="build-corpus: outcomes over all records read")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for outcome, n in sorted(summary["outcomes"].items(), key=lambda kv: -kv[1]):
+        if n == 0:
+            continue
+        table.add_row(outcome, f"{n:,}")
+    console = Console()
+    console.print(table)
+    console.print(f"documents kept after dedup: [bold]{summary['documents']:,}[/] "
+                  f"→ {summary['documents_dir']}")
+    for failed in summary["failed_inputs"]:
+        console.print(f"[red]not processed[/]: {failed['input']}: {failed['error']}")
+    if summary["failed_inputs"]:
+        console.print("rerun the same command to retry them; finished inputs are skipped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
