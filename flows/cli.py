@@ -7,6 +7,7 @@ inputs could not be processed at all (rerun to retry them); 1 anything else.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roberta", description="RoBERTa pretraining pipeline: every subcommand is a "
         "Prefect flow; with no Prefect server configured it runs in ephemeral mode.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Prefect's flow and task logs on the console")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("build-corpus", help="WARC crawl → clean, deduplicated documents",
@@ -70,7 +73,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-downloads", action="store_true",
                    help="keep fetched remote WARCs after their shard is written")
     p.set_defaults(handler=_build_corpus)
+
+    p = sub.add_parser("train-tokenizer", help="corpus → 50K byte-level BPE",
+                       description="Train RoBERTa's byte-level BPE on RUN_DIR/corpus/documents "
+                       "and write tokenizer.json, vocab.json and merges.txt to RUN_DIR/tokenizer/.")
+    _add_root(p)
+    p.add_argument("--vocab-size", type=int, default=50265,
+                   help="vocabulary size, special tokens included (default: %(default)s)")
+    p.add_argument("--sample-fraction", type=float, default=1.0,
+                   help="train on this deterministic fraction of documents (default: all)")
+    p.add_argument("--min-frequency", type=int, default=2,
+                   help="minimum pair frequency for a merge (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the document sample")
+    p.add_argument("--existing", metavar="DIR", default=None,
+                   help="reuse this tokenizer directory (tokenizer.json, or vocab.json + "
+                        "merges.txt such as GPT-2's) instead of training")
+    p.set_defaults(handler=_train_tokenizer)
+
+    p = sub.add_parser("shard-corpus", help="documents → packed token blocks",
+                       description="Encode RUN_DIR/corpus/documents with RUN_DIR/tokenizer and "
+                       "pack blocks in one of the paper's input formats under RUN_DIR/shards/.")
+    _add_root(p)
+    p.add_argument("--format", default="full-sentences",
+                   choices=["full-sentences", "doc-sentences", "segment-pair", "sentence-pair"],
+                   help="the paper's input format, Section 4.2 (default: %(default)s)")
+    p.add_argument("--block-size", type=int, default=512,
+                   help="tokens per block, <s> included (default: %(default)s)")
+    p.add_argument("--valid-fraction", type=float, default=0.01,
+                   help="share of documents held out for validation (default: %(default)s)")
+    p.add_argument("--static-masks", type=int, default=0, metavar="K",
+                   help="store K fixed masks per block, as the original BERT (default: 0, "
+                        "dynamic masking at training time)")
+    p.add_argument("--seed", type=int, default=0, help="seed for NSP negatives and static masks")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="encoding processes (default: one per CPU core)")
+    p.set_defaults(handler=_shard_corpus)
     return parser
+
+
+def _run_stage(name: str, call) -> tuple[int, dict | None]:
+    """Run an in-process stage with a progress bar; library errors become exit code 2."""
+    from flows.progress import cli_progress
+
+    try:
+        with cli_progress():
+            return EXIT_OK, call()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"roberta {name}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT, None
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from flows.train_tokenizer import train_tokenizer_flow
+
+    code, info = _run_stage("train-tokenizer", lambda: train_tokenizer_flow(
+        root=args.root, vocab_size=args.vocab_size, sample_fraction=args.sample_fraction,
+        min_frequency=args.min_frequency, seed=args.seed, existing=args.existing))
+    if info:
+        print(f"tokenizer: {info['vocab_size']:,} ids (<mask>={info['mask_id']}) → "
+              f"{Path(args.root) / 'tokenizer'}")
+    return code
+
+
+def _shard_corpus(args: argparse.Namespace) -> int:
+    from flows.shard_corpus import shard_corpus_flow
+
+    code, manifest = _run_stage("shard-corpus", lambda: shard_corpus_flow(
+        root=args.root, format=args.format, block_size=args.block_size,
+        valid_fraction=args.valid_fraction, static_masks=args.static_masks, seed=args.seed,
+        workers=args.workers))
+    if manifest:
+        for split, s in manifest["splits"].items():
+            print(f"{split}: {s['blocks']:,} blocks, {s['tokens']:,} tokens, "
+                  f"{s['documents']:,} documents")
+        print(f"shards → {Path(args.root) / 'shards'}")
+    return code
 
 
 def _build_corpus(args: argparse.Namespace) -> int:
@@ -126,8 +203,18 @@ def _print_corpus_summary(summary: dict) -> None:
         console.print("rerun the same command to retry them; finished inputs are skipped")
 
 
+def _quiet_prefect_console(verbose: bool) -> None:
+    """The CLI shows its own progress and summary; Prefect's per-run console logs stay
+    available with --verbose, and always go to the Prefect API (UI) when a server is set."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    # An ephemeral server on an offline machine should not try to phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_prefect_console(args.verbose)
     try:
         return args.handler(args)
     except KeyboardInterrupt:

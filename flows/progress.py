@@ -57,3 +57,49 @@ class FlowProgress:
         self.done += n
         update_progress_artifact(artifact_id=self.artifact_id,
                                  progress=100.0 * self.done / self.total)
+
+
+# --- In-process progress: library callbacks → Prefect artifact (+ the CLI bar) -------------
+
+_cli_listener: Callable[[str, int, int | None], None] | None = None
+
+
+@contextmanager
+def cli_progress() -> Iterator[None]:
+    """While active, `StageProgress` callbacks in this process also drive a rich bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    global _cli_listener
+    bars: dict[str, int] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as bar:
+        def listen(stage: str, done: int, total: int | None) -> None:
+            if stage not in bars:
+                bars[stage] = bar.add_task(stage, total=total)
+            bar.update(bars[stage], completed=done, total=total)
+
+        _cli_listener = listen
+        try:
+            yield
+        finally:
+            _cli_listener = None
+
+
+class StageProgress:
+    """The `progress(stage, done, total)` callback the libraries take: one Prefect progress
+    artifact per stage, and the CLI bar when one is listening."""
+
+    def __init__(self):
+        self.artifacts: dict[str, object] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        if total:
+            pct = 100.0 * done / total
+            if stage not in self.artifacts:
+                self.artifacts[stage] = create_progress_artifact(progress=pct, description=stage)
+            else:
+                update_progress_artifact(artifact_id=self.artifacts[stage], progress=pct)
+        if _cli_listener is not None:
+            _cli_listener(stage, done, total)
