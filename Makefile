@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/roberta build-corpus --root $(ROOT) corpus/sample/
+	$(BIN)/roberta train-tokenizer --root $(ROOT) --vocab-size 8000
+	$(BIN)/roberta shard-corpus --root $(ROOT) --block-size 128
 
 test: $(STAMP)
 	CI=$${CI:-} $(BIN)/python -m pytest tests
