@@ -1,0 +1,106 @@
+"""Proof that the harness learns (tiny random-init model, CPU, seconds), determinism, every head
+on the real-format fixtures, any HF RoBERTa directory as a starting point, failures as results."""
+import shutil
+
+import pytest
+import torch
+
+from evaluation.finetune import finetune_and_evaluate, linear_schedule, run_job
+from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_squad, write_synthetic_sst2
+from tests.fixtures_eval import write_glue_fixture, write_race_fixture, write_squad_fixture
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # A 64-wide model is 3-10x faster on one thread than two on a shared 2-core box.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ck"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_sst2(d, n_train=300, n_dev=100, seed=0)
+    write_synthetic_squad(d, n_train=200, n_dev=50, seed=0, version=1)
+    return d
+
+
+def test_tiny_model_learns_synthetic_glue_task(checkpoint, synthetic):
+    r = finetune_and_evaluate(checkpoint, "sst2", synthetic, lr=1e-3, batch_size=8, epochs=4,
+                              seed=1)
+    accs = [h["accuracy"] for h in r["history"]]
+    assert r["error"] is None and r["n_train"] == 300 and r["n_dev"] == {"dev": 100}
+    assert r["best"]["accuracy"] == max(accs) >= 90.0, accs          # chance is ~50
+    assert r["history"][-1]["train_loss"] < 0.3
+    assert r["steps"] == 4 * 38 and r["best_epoch"] == accs.index(max(accs)) + 1
+
+
+def test_tiny_model_learns_synthetic_squad_task(checkpoint, synthetic):
+    r = finetune_and_evaluate(checkpoint, "squad1", synthetic, lr=1e-3, batch_size=16,
+                              epochs=3, seed=1)
+    assert r["best"]["f1"] >= 60.0 and r["best"]["exact"] > 0, r["history"]
+    assert r["primary_metric"] == "f1" and r["doc_stride"] == 128
+
+
+def test_deterministic_given_seed(checkpoint, synthetic):
+    kw = dict(lr=1e-3, batch_size=8, epochs=1, limit=64)
+    a = finetune_and_evaluate(checkpoint, "sst2", synthetic, seed=3, **kw)
+    b = finetune_and_evaluate(checkpoint, "sst2", synthetic, seed=3, **kw)
+    c = finetune_and_evaluate(checkpoint, "sst2", synthetic, seed=4, **kw)
+    assert a["history"] == b["history"]
+    assert a["history"][0]["train_loss"] != c["history"][0]["train_loss"]
+
+
+@pytest.mark.parametrize("task", ["cola", "mrpc", "stsb", "mnli", "squad2", "race"])
+def test_every_head_runs_on_real_format_fixtures(checkpoint, tmp_path, task):
+    if task == "squad2":
+        write_squad_fixture(tmp_path, 2)
+    elif task == "race":
+        write_race_fixture(tmp_path)
+    else:
+        write_glue_fixture(tmp_path, task)
+    seen = []
+    r = finetune_and_evaluate(checkpoint, task, tmp_path, lr=1e-4, batch_size=2, epochs=2,
+                              seed=1, max_len=64, doc_stride=16,
+                              progress=lambda stage, done, total: seen.append(stage))
+    from evaluation.tasks import get_task
+    spec = get_task(task)
+    assert set(spec.metrics) <= set(r["history"][0]) and set(r["best"]) == set(spec.metrics)
+    assert all(isinstance(v, float) for v in r["best"].values())
+    assert seen.count("train") == r["steps"] and any(s.startswith("eval:") for s in seen)
+
+
+def test_defaults_come_from_table_10(checkpoint, tmp_path):
+    write_glue_fixture(tmp_path, "rte")
+    r = finetune_and_evaluate(checkpoint, "rte", tmp_path, epochs=1)
+    assert (r["lr"], r["batch_size"], r["weight_decay"], r["warmup_ratio"]) == (1e-5, 16, 0.1, 0.06)
+    assert linear_schedule(0, 100, 6) == pytest.approx(1 / 6)
+    assert linear_schedule(5, 100, 6) == 1.0 and linear_schedule(99, 100, 6) == 0.0
+
+
+def test_starts_from_any_hf_roberta_directory(checkpoint, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.RobertaConfig(vocab_size=600, hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=514, type_vocab_size=1)
+    hf_dir = tmp_path / "hf"
+    torch.manual_seed(0)
+    transformers.RobertaForMaskedLM(cfg).save_pretrained(hf_dir)
+    for name in ("vocab.json", "merges.txt"):                 # GPT-2 style files only
+        shutil.copy(checkpoint / name, hf_dir / name)
+    write_glue_fixture(tmp_path, "mrpc")
+    r = finetune_and_evaluate(hf_dir, "mrpc", tmp_path, lr=1e-4, batch_size=2, epochs=1)
+    assert r["error"] is None and "f1" in r["best"]
+
+
+def test_failures_become_results(checkpoint, tmp_path):
+    r = run_job(checkpoint, "qnli", tmp_path, lr=2e-5, batch_size=16, seed=2)
+    assert r["best"] == {} and r["seed"] == 2 and r["lr"] == 2e-5
+    assert r["error"].startswith("DataFormatError:") and "QNLI/train.tsv" in r["error"]
