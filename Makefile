@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= runs/demo
 
-.PHONY: demo test bench sample clean-venv
+.PHONY: demo test bench sample server clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,7 @@ sample: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# A Prefect server on 127.0.0.1:4200 and a process worker (Ctrl-C stops both).
+server: $(STAMP)
+	infra/local_server.sh

@@ -82,11 +82,12 @@ def extract_shards(locations: list[str], root: str, options: dict, keep_download
 
 
 @flow(name="build-corpus")
-def build_corpus(inputs: list[str], root: str = "runs/default", runner: str = "processes",
+def build_corpus(inputs: list[str] | None = None, root: str = "runs/default",
+                 runner: str = "processes",
                  workers: int | None = None, ray_address: str | None = None,
                  options: dict | None = None, keep_downloads: bool = False,
-                 cc_news_base_url: str = CC_BASE_URL, cc_news_limit: int | None = None,
-                 download_retries: int = 4) -> dict:
+                 cc_news_months: str | None = None, cc_news_base_url: str = CC_BASE_URL,
+                 cc_news_limit: int | None = None, download_retries: int = 4) -> dict:
     """Build the corpus under `<root>/corpus/` from WARC inputs.
 
     Args:
@@ -99,11 +100,13 @@ def build_corpus(inputs: list[str], root: str = "runs/default", runner: str = "p
         options: CorpusConfig overrides (languages, lang_threshold, min_words,
             dedup_threshold, num_perm, extract_timeout_s, ...).
         keep_downloads: keep fetched remote WARCs after processing.
+        cc_news_months: CC-NEWS months to add to the inputs, `YYYY-MM[..YYYY-MM]`.
         cc_news_base_url: base URL of the CC-NEWS listings.
         cc_news_limit: process only the first N CC-NEWS WARCs.
         download_retries: retries (exponential backoff) per remote file.
     """
     options = corpus_options(**(options or {}))
+    inputs = list(inputs or []) + ([f"cc-news:{cc_news_months}"] if cc_news_months else [])
     sources = resolve_inputs(inputs, cc_news_base_url=cc_news_base_url,
                              cc_news_limit=cc_news_limit)
     get_run_logger().info("build-corpus: %d input WARC files → %s", len(sources), root)

@@ -1,0 +1,95 @@
+"""What a user does: a real Prefect server (SQLite) on loopback and a process worker,
+`prefect deploy --all`, then `prefect deployment run build-corpus/sample --watch`."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or procs[0].poll() is not None:
+                    raise RuntimeError("prefect server did not start:\n" +
+                                       (logs / "server.log").read_text()[-3000:])
+                time.sleep(1)
+        subprocess.run([PREFECT, "work-pool", "create", "local-process", "--type", "process"],
+                       env=env, check=True, capture_output=True, timeout=60)
+        procs.append(subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "local-process", "--type", "process"],
+            env=env, cwd=REPO, stdout=open(logs / "worker.log", "w"),
+            stderr=subprocess.STDOUT, start_new_session=True))
+        yield env
+    finally:
+        for proc in reversed(procs):  # both stop, even when the test failed
+            stop(proc)
+
+
+def test_deploy_all_and_run_build_corpus_sample(prefect_server, tmp_path):
+    env = prefect_server
+    deploy = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+    api = env["PREFECT_API_URL"]
+    for name in ("build-corpus/sample", "build-corpus/cc-news", "train-tokenizer/default",
+                 "shard-corpus/default"):
+        with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=10) as resp:
+            deployment = json.load(resp)
+        assert deployment["work_pool_name"] == "local-process", name
+
+    root = tmp_path / "run"
+    run = subprocess.run([PREFECT, "deployment", "run", "build-corpus/sample",
+                          "--param", f"root={root}", "--param", "runner=threads", "--watch"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Completed" in run.stdout
+    report = json.loads((root / "corpus" / "dedup_report.json").read_text())
+    rows = sum(pq.read_metadata(p).num_rows
+               for p in (root / "corpus" / "documents").glob("part-*.parquet"))
+    assert rows == report["counts"]["documents_kept"] > 50
