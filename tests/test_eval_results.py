@@ -3,7 +3,6 @@ appended never overwritten, csv/md/png regenerated, failed jobs as rows with the
 import json
 
 import pyarrow.parquet as pq
-import pytest
 
 from evaluation.aggregate import aggregate
 from evaluation.results import (append_results, checkpoint_step, evaluated_checkpoints, paths,
