@@ -121,8 +121,15 @@ class BatchFeeder:
         self.stop = threading.Event()
         self.mask_seconds = 0.0
         self.masked_batches = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run_guarded, daemon=True)
         self.thread.start()
+
+    def _run_guarded(self):
+        try:
+            self._run()
+        except BaseException as e:  # surfaced by get(), not lost in a thread
+            self.error = e
 
     def _run(self):
         i = 0
@@ -153,7 +160,14 @@ class BatchFeeder:
             i += 1
 
     def get(self) -> dict:
-        return self.q.get()
+        while True:
+            try:
+                return self.q.get(timeout=1.0)
+            except queue.Empty:
+                if self.error is not None:
+                    raise RuntimeError(f"batch feeder failed: {self.error!r}") from self.error
+                if not self.thread.is_alive():
+                    raise RuntimeError("batch feeder thread died")
 
     def close(self):
         self.stop.set()

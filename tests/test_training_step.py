@@ -121,3 +121,37 @@ def test_nsp_head_loss():
     assert m.nsp_loss is not None and abs(m.nsp_loss - math.log(2)) < 0.3
     assert m.loss == pytest.approx(m.mlm_loss + m.nsp_loss)
     assert model.nsp_head.out.weight.grad is None            # zeroed after the update
+
+
+def test_fused_linear_cross_entropy_matches_plain():
+    """The eager-mode fused head loss == F.cross_entropy on the same logits, values and grads,
+    including -inf padding columns, ignored targets, and bf16 autocast."""
+    import torch.nn.functional as F
+
+    from training.model import IGNORE_INDEX, LinearCrossEntropy
+
+    torch.manual_seed(0)
+    for amp in (None, torch.bfloat16):
+        h = torch.randn(37, 16, requires_grad=True)
+        w = torch.randn(128, 16, requires_grad=True)
+        b = torch.randn(128)
+        b[-5:] = float("-inf")
+        b.requires_grad_()
+        t = torch.randint(0, 123, (37,))
+        t[::4] = IGNORE_INDEX
+        ctx = torch.autocast("cpu", dtype=amp) if amp else torch.autocast("cpu", enabled=False)
+        grads = []
+        for fused in (True, False):
+            with ctx:
+                loss = (LinearCrossEntropy.apply(h, w, b, t) if fused else
+                        F.cross_entropy(F.linear(h, w, b).float(), t, ignore_index=IGNORE_INDEX,
+                                        reduction="sum"))
+            (loss * 2).backward()
+            grads.append((loss.detach(), h.grad, w.grad, b.grad))
+            h.grad = w.grad = b.grad = None
+        (l1, *g1), (l2, *g2) = grads
+        tol = 1e-5 if amp is None else 1e-2
+        torch.testing.assert_close(l1, l2, rtol=tol, atol=tol)
+        for a, c in zip(g1, g2):
+            assert a.dtype == torch.float32
+            torch.testing.assert_close(a, c, rtol=tol, atol=tol * c.abs().max().item())

@@ -103,6 +103,50 @@ class LMHead(nn.Module):
         return F.linear(h, decoder_weight, bias)                   # (..., padded_vocab)
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(h_i W^T + b, t_i) over targets != -100, for eager mode.
+
+    Saves the logits only, never log-probabilities: backward turns them into
+    softmax - one_hot in a single buffer, so the (N, vocab) tensors written per step drop from
+    ~5 (logits, log-softmax, their grads, a zero-filled scatter target) to 2. Under autocast the
+    GEMMs run in the autocast dtype and the softmax in float32, as F.cross_entropy would.
+    (Under torch.compile the plain expression is used instead: inductor fuses it itself.)
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets):
+        dev = h.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        with torch.autocast(dev, enabled=False):
+            hc, wc = h.to(dtype), weight.to(dtype)
+            logits = torch.addmm(bias.to(dtype), hc, wc.t())
+            valid = targets.ne(IGNORE_INDEX)
+            safe = torch.where(valid, targets, torch.zeros_like(targets))
+            lse = torch.logsumexp(logits.float(), dim=1)
+            picked = logits.gather(1, safe[:, None]).squeeze(1).float()
+            loss = torch.where(valid, lse - picked, torch.zeros_like(lse)).sum()
+        ctx.save_for_backward(hc, wc, logits, lse, safe, valid)
+        ctx.in_dtypes = (h.dtype, weight.dtype, bias.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        hc, wc, logits, lse, safe, valid = ctx.saved_tensors
+        h_dtype, w_dtype, b_dtype = ctx.in_dtypes
+        with torch.autocast(hc.device.type, enabled=False):
+            if logits.dtype == torch.float32:
+                g = logits.sub_(lse[:, None]).exp_()          # softmax, in the logits buffer
+            else:
+                g = (logits.float() - lse[:, None]).exp_()
+            g.scatter_add_(1, safe[:, None], torch.full_like(lse[:, None], -1.0))
+            g.mul_((valid.to(g.dtype) * grad_loss.to(g.dtype))[:, None])
+            grad_b = g.sum(0)
+            g = g.to(hc.dtype)
+            grad_h = (g @ wc).to(h_dtype)
+            grad_w = (g.t() @ hc).to(w_dtype)
+        return grad_h, grad_w, grad_b.to(b_dtype), None
+
+
 class ClassificationHead(nn.Module):
     """Sentence-level head on <s> (HF RobertaClassificationHead)."""
 
@@ -201,9 +245,15 @@ class Roberta(nn.Module):
         """
         hidden = self.encode(input_ids, attention_mask)
         picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, mlm_positions)
-        logits = self.mlm_logits(picked)
-        out = {"mlm_loss_sum": F.cross_entropy(logits.float(), mlm_targets,
-                                               ignore_index=IGNORE_INDEX, reduction="sum")}
+        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+            logits = self.mlm_logits(picked)
+            mlm = F.cross_entropy(logits.float(), mlm_targets, ignore_index=IGNORE_INDEX,
+                                  reduction="sum")
+        else:   # eager training: same value, fewer (N, vocab) buffers
+            h = self.lm_head.ln(F.gelu(self.lm_head.dense(picked)))
+            bias = torch.cat([self.lm_head.bias, self.lm_head.pad_logit_bias])
+            mlm = LinearCrossEntropy.apply(h, self.embed.tokens.weight, bias, mlm_targets)
+        out = {"mlm_loss_sum": mlm}
         if nsp_labels is not None:
             if self.nsp_head is None:
                 raise RuntimeError("nsp_labels given but the model has no NSP head (nsp_head=False)")
@@ -231,4 +281,4 @@ def build_model(cfg: ModelConfig, device: torch.device | str | None = None,
 
 
 __all__ = ["Roberta", "build_model", "IGNORE_INDEX", "Embeddings", "Layer", "SelfAttention",
-           "LMHead", "ClassificationHead", "NSPHead"]
+           "LMHead", "LinearCrossEntropy", "ClassificationHead", "NSPHead"]
