@@ -108,7 +108,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="encoding processes (default: one per CPU core)")
     p.set_defaults(handler=_shard_corpus)
+
+    p = sub.add_parser("finetune-eval", help="finetune and evaluate on GLUE, SQuAD, RACE",
+                       description="Finetune a checkpoint on each task over the paper's "
+                       "hyperparameter sweep (Table 10), one job per (task, lr, batch, seed), "
+                       "and append the median-over-seeds results to RUN_DIR/results/.")
+    _add_root(p)
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="task data: GLUE TSV dirs (MRPC/train.tsv, ...), SQuAD/*.json, RACE/")
+    p.add_argument("--tasks", default="mrpc",
+                   help="comma-separated tasks (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
+                        "wnli, squad1, squad2, race), or glue / all (default: %(default)s)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="a pretrain checkpoint or any HF RoBERTa directory (default: the "
+                        "newest pretrain checkpoint under RUN_DIR)")
+    p.add_argument("--nightly", action="store_true",
+                   help="evaluate the newest checkpoint without results; do nothing if none")
+    p.add_argument("--seeds", type=_int_list, default=None, metavar="1,2,3",
+                   help="seeds (default: the paper's five)")
+    p.add_argument("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5",
+                   help="learning rates (default: the paper's Table 10 sweep)")
+    p.add_argument("--batch-sizes", type=_int_list, default=None, metavar="16,32",
+                   help="batch sizes (default: the paper's Table 10 sweep)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: Table 10)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="at most N training examples per task (smoke runs)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="default: cuda when available")
+    _add_runner(p, default="threads")
+    p.set_defaults(handler=_finetune_eval)
+
+    p = sub.add_parser("results", help="print the results table",
+                       description="Print RUN_DIR/results/results.parquet, newest rows last.")
+    _add_root(p)
+    p.set_defaults(handler=_results)
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _float_list(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _finetune_eval(args: argparse.Namespace) -> int:
+    from flows.finetune_eval import finetune_eval
+    from flows.progress import count_files, watch_files
+
+    try:
+        with watch_files("finetuning jobs", count_files(Path(args.root) / "results" / "jobs",
+                                                         "*/*.json"), total=None):
+            out = finetune_eval(
+                root=args.root, data_dir=args.data_dir, tasks=args.tasks,
+                checkpoint=args.checkpoint, nightly=args.nightly, seeds=args.seeds,
+                lrs=args.lrs, batch_sizes=args.batch_sizes, epochs=args.epochs,
+                limit=args.limit, device=args.device,
+                runner="ray" if args.ray_address else args.runner,
+                workers=args.workers or 1, ray_address=args.ray_address)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"roberta finetune-eval: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if out["evaluated"] is None:
+        print("nothing to evaluate: every checkpoint already has results")
+        return EXIT_OK
+    from evaluation.results import print_results
+
+    print_results(args.root)
+    if out["failed_jobs"]:
+        print(f"{out['failed_jobs']} job(s) failed: see the error column; rerun to retry them")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _results(args: argparse.Namespace) -> int:
+    from evaluation.results import paths, print_results
+
+    if not Path(paths(args.root)["parquet"]).exists():
+        print(f"roberta results: no results under {args.root}: run finetune-eval first",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print_results(args.root)
+    return EXIT_OK
 
 
 def _run_stage(name: str, call) -> tuple[int, dict | None]:

@@ -1,0 +1,162 @@
+"""The `finetune-eval` flow: one Prefect task per (task, lr, batch, seed), then the results table.
+
+Each finished job is stored as `<root>/results/jobs/<task>/<key>.json`, keyed on the checkpoint
+(path, size and mtime of its weights: checkpoints are written once, atomically), the task and
+every hyperparameter, so a rerun does not repeat it. Failed jobs are not stored: a rerun
+retries them, and meanwhile they are rows with their error in the results table.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import as_completed
+
+from flows.progress import FlowProgress
+from flows.runtime import make_task_runner
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
+    """Pretrain checkpoints in the HF layout under `<root>/pretrain`, oldest first."""
+    base = Path(root) / "pretrain"
+    found = {p.parent for p in base.rglob("model.safetensors")
+             if (p.parent / "config.json").exists()} if base.exists() else set()
+    return sorted(found, key=lambda d: ((d / "model.safetensors").stat().st_mtime_ns, str(d)))
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path:
+    found = checkpoint_dirs(root)
+    if not found:
+        raise FileNotFoundError(f"no pretrain checkpoint under {Path(root) / 'pretrain'}: run "
+                                "pretrain first, or pass --checkpoint DIR (any HF RoBERTa dir)")
+    return found[-1]
+
+
+def model_name(model_dir: Path) -> str:
+    """`<run>` for `<root>/pretrain/<run>/.../step-N`, else the directory's own name."""
+    parts = model_dir.resolve().parts
+    if "pretrain" in parts and parts.index("pretrain") + 1 < len(parts):
+        return parts[parts.index("pretrain") + 1]
+    return model_dir.name
+
+
+def checkpoint_fingerprint(model_dir: str | os.PathLike) -> str:
+    d = Path(model_dir).resolve()
+    for name in WEIGHT_FILES:
+        if (d / name).exists():
+            st = (d / name).stat()
+            return f"{d}:{st.st_size}:{st.st_mtime_ns}"
+    raise FileNotFoundError(f"no model weights ({' or '.join(WEIGHT_FILES)}) in {d}")
+
+
+def job_key(fingerprint: str, job: dict) -> str:
+    blob = json.dumps({"checkpoint": fingerprint, **job}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@task(name="finetune", task_run_name="{job[task]}-lr{job[lr]}-bs{job[batch_size]}-seed{job[seed]}")
+def finetune_job(job: dict, model_dir: str, data_dir: str, root: str, device: str) -> dict:
+    from evaluation.finetune import run_job
+
+    jobs_dir = Path(root) / "results" / "jobs" / job["task"]
+    done = jobs_dir / f"{job_key(checkpoint_fingerprint(model_dir), job)}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    result = run_job(model_dir, job["task"], data_dir, device=device,
+                     **{k: v for k, v in job.items() if k != "task"})
+    if not result.get("error"):
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        tmp = done.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(result, default=str))
+        os.replace(tmp, done)
+    return result
+
+
+@flow(name="finetune-eval-jobs")
+def run_jobs(jobs: list[dict], model_dir: str, data_dir: str, root: str, device: str,
+             gpus_per_job: float) -> list[dict]:
+    progress = FlowProgress(len(jobs), "finetuning jobs finished")
+    if gpus_per_job:
+        from prefect_ray.context import remote_options
+
+        with remote_options(num_gpus=gpus_per_job):
+            futures = finetune_job.map(jobs, unmapped(model_dir), unmapped(data_dir),
+                                       unmapped(root), unmapped(device))
+    else:
+        futures = finetune_job.map(jobs, unmapped(model_dir), unmapped(data_dir),
+                                   unmapped(root), unmapped(device))
+    results = []
+    for future in as_completed(futures):
+        results.append(future.result())  # run_job never raises: failures are results
+        progress.advance()
+    return results
+
+
+@flow(name="finetune-eval")
+def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
+                  tasks: str = "mrpc", checkpoint: str | None = None, nightly: bool = False,
+                  seeds: list[int] | None = None, lrs: list[float] | None = None,
+                  batch_sizes: list[int] | None = None, epochs: int | None = None,
+                  limit: int | None = None, device: str | None = None,
+                  runner: str = "threads", workers: int | None = 1,
+                  ray_address: str | None = None) -> dict:
+    """Finetune and evaluate a checkpoint on GLUE, SQuAD and RACE tasks, as the paper did.
+
+    Args:
+        root: the run root; results go to `<root>/results/`.
+        data_dir: where the task data lives (GLUE TSV dirs, SQuAD/, RACE/).
+        tasks: comma-separated task names, or `glue` / `all`.
+        checkpoint: a pretrain checkpoint or any HF RoBERTa directory (default: the newest
+            pretrain checkpoint under the run root).
+        nightly: evaluate the newest checkpoint that has no results yet; do nothing if none.
+        seeds, lrs, batch_sizes, epochs: override the paper's Table 10 sweep.
+        limit: use at most this many training examples per task (smoke runs).
+        device: cpu or cuda (default: cuda when available).
+        runner: `threads` (local: jobs share the machine) or `ray` (one GPU per job).
+        workers: concurrent jobs for the local runner.
+        ray_address: Ray cluster address for `runner="ray"`.
+    """
+    from evaluation.aggregate import aggregate
+    from evaluation.results import append_results, evaluated_checkpoints, paths, to_markdown
+    from evaluation.tasks import hyperparameter_grid, parse_tasks
+
+    logger = get_run_logger()
+    if nightly:
+        seen = evaluated_checkpoints(root)
+        fresh = [d for d in checkpoint_dirs(root) if str(d) not in seen]
+        if not fresh:
+            logger.info("nightly: every checkpoint under %s already has results", root)
+            return {"evaluated": None, "rows": []}
+        model_dir = fresh[-1]
+    else:
+        model_dir = Path(checkpoint) if checkpoint else latest_checkpoint(root)
+    checkpoint_fingerprint(model_dir)  # fail now, naming the directory, not in every job
+    specs = parse_tasks(tasks)
+    jobs = [dict(job, **({"epochs": epochs} if epochs else {}), limit=limit)
+            for spec in specs for job in hyperparameter_grid(spec, lrs, batch_sizes, seeds)]
+    if device is None:
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    logger.info("finetune-eval: %d jobs over %s on %s", len(jobs), [s.name for s in specs],
+                model_dir)
+    gpus = 1 if (runner == "ray" and device == "cuda") else 0
+    task_runner = make_task_runner(runner, workers, ray_address)
+    results = run_jobs.with_options(task_runner=task_runner)(
+        jobs, str(model_dir), data_dir, root, device, gpus)
+    rows = aggregate(results)
+    table = append_results(root, rows, model=model_name(Path(model_dir)),
+                           checkpoint=str(model_dir))
+    create_table_artifact(key="finetune-eval-results", table=[
+        {k: r.get(k) for k in ("task", "metric", "value", "n_seeds", "lr", "batch_size",
+                               "paper_base", "paper_large", "error")} for r in rows],
+        description=f"{model_dir}: median over seeds of the best dev epoch")
+    create_markdown_artifact(key="finetune-eval-report", markdown=(
+        to_markdown(table) + f"\n\nChart: `{paths(root)['png']}`"))
+    return {"evaluated": str(model_dir), "rows": rows,
+            "failed_jobs": sum(1 for r in results if r.get("error"))}

@@ -1,0 +1,62 @@
+"""finetune-eval as a user runs it: the CLI, Prefect ephemeral, a fan-out of real finetuning
+jobs on CPU, the appended results table, job caching and the nightly mode."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_sst2
+
+pytestmark = pytest.mark.slow
+
+
+def roberta(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
+                          text=True, timeout=600, env={**__import__("os").environ,
+                                                       "OMP_NUM_THREADS": "1"})
+
+
+def test_fan_out_results_cache_and_nightly(tmp_path):
+    root, data = tmp_path / "run", tmp_path / "data"
+    checkpoint = make_tiny_checkpoint(root / "pretrain" / "demo" / "checkpoints" / "step-20")
+    write_synthetic_sst2(data, n_train=300, n_dev=100, seed=0)
+    (data / "MRPC").mkdir()
+    (data / "MRPC" / "train.tsv").write_text("Quality\t#1 ID\n1\tno strings here\n")  # malformed
+
+    args = ["finetune-eval", "--root", str(root), "--data-dir", str(data), "--tasks",
+            "sst2,mrpc", "--seeds", "1,2", "--lrs", "1e-3", "--batch-sizes", "8",
+            "--epochs", "3"]
+    run = roberta(*args)
+    assert run.returncode == 3, run.stderr[-3000:]  # the MRPC jobs failed, SST-2 finished
+    table = pq.read_table(root / "results" / "results.parquet").to_pylist()
+    sst2 = [r for r in table if r["task"] == "sst2" and r["metric"] == "accuracy"]
+    assert len(sst2) == 1 and sst2[0]["n_seeds"] == 2 and sst2[0]["value"] >= 80  # chance ~50
+    assert sst2[0]["checkpoint"] == str(checkpoint) and sst2[0]["checkpoint_step"] == 20
+    assert sst2[0]["model"] == "demo"
+    mrpc = [r for r in table if r["task"] == "mrpc"]
+    assert mrpc and all(r["value"] is None and "train.tsv" in r["error"] for r in mrpc)
+    for ext in ("csv", "md", "png"):
+        assert (root / "results" / f"results.{ext}").stat().st_size > 0
+
+    jobs = sorted((root / "results" / "jobs" / "sst2").glob("*.json"))
+    assert len(jobs) == 2  # failed jobs are not cached: a rerun retries them
+    stamps = [p.stat().st_mtime_ns for p in jobs]
+    again = roberta(*args)
+    assert again.returncode == 3
+    assert [p.stat().st_mtime_ns for p in jobs] == stamps  # finished jobs were not rerun
+    rows = pq.read_table(root / "results" / "results.parquet").num_rows
+    assert rows > len(table)  # appended, never overwritten
+
+    nightly = roberta("finetune-eval", "--root", str(root), "--data-dir", str(data),
+                      "--tasks", "sst2", "--nightly")
+    assert nightly.returncode == 0 and "nothing to evaluate" in nightly.stdout
+
+    shown = roberta("results", "--root", str(root))
+    assert shown.returncode == 0 and "sst2" in shown.stdout
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    run = roberta("finetune-eval", "--root", str(tmp_path), "--data-dir", str(tmp_path))
+    assert run.returncode == 2 and "no pretrain checkpoint" in run.stderr
