@@ -1,0 +1,157 @@
+"""The Ray-free pretraining loop on real shards of the bundled sample crawl: exact resume,
+non-finite loss handling, learning against a unigram baseline, config errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests._pretrain_shards import sample_shards_root
+from training import checkpoint as ckpt
+from training.loop import (PretrainConfig, PretrainConfigError, read_metrics, resolve, train,
+                           validation_batches)
+from training.shard_reader import ShardReader
+from training.step import NonFiniteLossError
+
+
+@pytest.fixture(scope="session")
+def shards_root(tmp_path_factory):
+    return sample_shards_root(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # One intra-op thread: on a busy 2-core box, 2 spinning OpenMP threads are ~10x slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def small_config(root, run, **kw) -> PretrainConfig:
+    base = dict(root=str(root), run=run, model="tiny", batch_size=16, micro_batch_size=8,
+                steps=12, checkpoint_every=4, keep_last=5, valid_every=4, valid_batches=2)
+    return PretrainConfig(**{**base, **kw})
+
+
+def collect(store: list):
+    return lambda m: store.append(m)
+
+
+def test_resume_gives_the_same_losses(shards_root, tmp_path):
+    root = shards_root
+    full: list[dict] = []
+    s_full = train(small_config(root, "uninterrupted"), on_metrics=collect(full))
+    assert s_full["steps"] == 12 and s_full["accumulation"] == 2
+
+    # Interrupted after update 6 (a checkpoint is written there), resumed from it.
+    cfg = small_config(root, "interrupted")
+    first: list[dict] = []
+    s1 = train(cfg, on_metrics=collect(first), stop_after=6)
+    assert s1["steps"] == 6 and not s1["finished"]
+    assert [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)] == [4, 6]
+    resumed: list[dict] = []
+    s2 = train(cfg, resume_from="latest", on_metrics=collect(resumed))
+    assert s2["finished"] and [m["step"] for m in resumed] == list(range(7, 13))
+
+    # A crash between checkpoints: resume from step 4 redoes 5 and 6 identically.
+    cfg4 = small_config(root, "from-step-4")
+    again: list[dict] = []
+    train(cfg4, resume_from=ckpt.list_checkpoints(cfg.run_dir)[0][1], on_metrics=collect(again))
+    assert [m["step"] for m in again] == list(range(5, 13))
+
+    keys = ("loss", "grad_norm", "lr", "tokens")
+    want = {m["step"]: m for m in full}
+    for m in first + resumed + again:
+        for k in keys:
+            assert m[k] == want[m["step"]][k], (m["step"], k)      # exact, not approximate
+        if "valid_loss" in m and "valid_loss" in want[m["step"]]:
+            assert m["valid_loss"] == want[m["step"]]["valid_loss"]
+    # Same final weights, bit for bit; metrics.jsonl tells the whole trajectory once.
+    a = load_file(str(ckpt.latest_checkpoint(small_config(root, "uninterrupted").run_dir)
+                      / "model.safetensors"))
+    b = load_file(str(ckpt.latest_checkpoint(cfg.run_dir) / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["step"] for m in read_metrics(cfg.run_dir)] == list(range(1, 13))
+    state = json.loads((ckpt.latest_checkpoint(cfg.run_dir) / "trainer_state.json").read_text())
+    assert state["step"] == 12 and state["train_step"]["steps"] == 12
+
+
+def test_checkpoint_contents_and_keep_last(shards_root):
+    cfg = small_config(shards_root, "keep", steps=10, checkpoint_every=2, keep_last=2)
+    train(cfg)
+    steps = [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)]
+    assert steps == [8, 10]
+    d = ckpt.latest_checkpoint(cfg.run_dir)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt",
+                 "scheduler.pt", "trainer_state.json", "pretrain_config.json", "metrics.jsonl",
+                 "rank-00000.pt", "checkpoint.json"):
+        assert (d / name).is_file(), name
+    assert not list((cfg.run_dir / "checkpoints").glob(".tmp-*"))
+    state = ckpt.read_checkpoint(d, rank=0, world_size=1)
+    assert state["reader"]["offset"] == 10 * 16 and state["reader"]["epoch"] == 0
+    assert PretrainConfig.from_dict(state["config"]) == cfg
+    with pytest.raises(ValueError, match="same number of workers"):
+        ckpt.read_checkpoint(d, rank=0, world_size=2)
+
+
+def test_nonfinite_step_is_skipped_and_counted(shards_root):
+    cfg = small_config(shards_root, "one-nan", steps=8, nonfinite_at=(3,))
+    seen: list[dict] = []
+    s = train(cfg, on_metrics=collect(seen))
+    assert s["steps"] == 8 and s["skipped_total"] == 1
+    bad = [m for m in seen if m["skipped"]]
+    assert len(bad) == 1 and bad[0]["iteration"] == 3 and bad[0]["loss"] is None
+    assert all(np.isfinite(m["loss"]) for m in seen if not m["skipped"])
+    assert seen[-1]["skipped_total"] == 1 and seen[-1]["iteration"] == 8
+
+
+def test_consecutive_nonfinite_stops_with_last_good_checkpoint(shards_root):
+    cfg = small_config(shards_root, "diverged", steps=20, checkpoint_every=4,
+                       max_consecutive_nonfinite=3, nonfinite_at=tuple(range(9, 100)))
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
+        train(cfg)
+    latest = ckpt.latest_checkpoint(cfg.run_dir)
+    assert latest is not None and latest.name == "step-00000008" and ckpt.is_complete(latest)
+    assert [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)] == [4, 8]
+    last = read_metrics(cfg.run_dir)[-1]
+    assert "error" in last and last["skipped_total"] == 3
+    # The last good checkpoint resumes (without the injected fault) to the end.
+    s = train(cfg.replace(nonfinite_at=()), resume_from=latest)
+    assert s["finished"] and s["skipped_total"] == 0
+
+
+def unigram_loss(cfg: PretrainConfig) -> float:
+    """Cross-entropy of an add-one unigram model fitted on the training blocks, on the same
+    masked validation targets the model is scored on."""
+    res = resolve(cfg)
+    counts = np.zeros(res.model.vocab_size)
+    specials = list(res.masking.special_ids)
+    for b in ShardReader(cfg.root, "train", batch_size=512, shuffle=False,
+                         drop_last=False).iter_epoch(0):
+        ids = b["input_ids"]
+        counts += np.bincount(ids[~np.isin(ids, specials)], minlength=len(counts))
+    p = (counts + 1) / (counts + 1).sum()
+    targets = np.concatenate([b["mlm_targets"][: b["num_masked"]]
+                              for b in validation_batches(cfg, res, 0, 1)])
+    return float(-np.log(p[targets]).mean())
+
+
+def test_tiny_model_beats_unigram(shards_root):
+    cfg = small_config(shards_root, "learn", batch_size=32, micro_batch_size=32, steps=300,
+                       checkpoint_every=0, valid_every=100, valid_batches=0)
+    s = train(cfg)
+    baseline = unigram_loss(cfg)
+    assert s["valid_loss"] < baseline - 0.05, (s["valid_loss"], baseline)
+
+
+def test_config_errors_name_the_problem(shards_root):
+    with pytest.raises(PretrainConfigError, match="not a multiple"):
+        resolve(small_config(shards_root, "x", batch_size=20, micro_batch_size=8))
+    with pytest.raises(PretrainConfigError, match="no static masks"):
+        resolve(small_config(shards_root, "x", masking="static"))
+    with pytest.raises(PretrainConfigError, match="unknown ModelConfig field"):
+        resolve(small_config(shards_root, "x", model_overrides={"hidden": 3}))
+    r = resolve(small_config(shards_root, "x", batch_size=64, micro_batch_size=8), world_size=2)
+    assert r.accumulation == 4 and r.model.vocab_size == 1000 and r.optim.total_steps == 12

@@ -1,0 +1,261 @@
+"""Training checkpoints: everything a run needs to continue on the same trajectory.
+
+Layout (`<root>/pretrain/<run>/checkpoints/step-<N>/`, N zero-padded to 8 digits; the same
+under the in-process loop and under Ray Train, which merges every rank's files into one
+directory):
+
+    model.safetensors, config.json     Hugging Face layout (`AutoModelForMaskedLM` loads it)
+    tokenizer.json, vocab.json, ...    the run's tokenizer files (HF layout)
+    optimizer.pt                       AdamW state (torch.save; loaded with weights_only=True)
+    scheduler.pt                       LR scheduler state (same)
+    trainer_state.json                 step, iteration, TrainStep counters, world size, tokens
+    pretrain_config.json               the PretrainConfig of the run
+    metrics.jsonl                      per-step metrics up to this step
+    rank-<r>.pt                        per rank: data-reader position and RNG states
+                                       (torch, CUDA, numpy, python)
+    checkpoint.json                    written last by rank 0: format version, step, world
+                                       size, the files above
+
+Atomicity: the in-process `LocalCheckpointer` writes into `.tmp-step-<N>` and renames it (a
+step directory either is complete or does not exist); under Ray Train a checkpoint is
+registered only once every rank's files are persisted, and restores use Ray's record.
+Weights are stored only once, in the HF file, and restored from it exactly (float32).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from training.hf_io import export_hf, from_hf_state_dict, read_hf_weights
+
+FORMAT_VERSION = 1
+CHECKPOINTS_DIR = "checkpoints"
+MANIFEST = "checkpoint.json"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def rank_file(rank: int) -> str:
+    return f"rank-{rank:05d}.pt"
+
+
+def _dist_ready() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _barrier() -> None:
+    if _dist_ready() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state (weights_only-loadable: tensors, ints, strings, lists/tuples/dicts of them)
+# --------------------------------------------------------------------------------------------
+
+def rng_state() -> dict:
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np.asarray(np_state["state"]["key"]).astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "python": list(random.getstate()[1]),
+        "python_version": int(random.getstate()[0]),
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------------------------
+# write / read one checkpoint directory
+# --------------------------------------------------------------------------------------------
+
+def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int, model,
+                     optimizer, scheduler, trainer_state: dict, reader_state: dict,
+                     config: dict, metrics: list[dict],
+                     tokenizer_dir: str | os.PathLike | None) -> None:
+    """Write this rank's share of a checkpoint into `directory` (which exists).
+
+    Rank 0 writes the model (HF layout), optimizer, scheduler, counters, config, metrics and
+    the manifest; every rank writes its own `rank-<r>.pt` (data position, RNG)."""
+    d = Path(directory)
+    torch.save({"reader": reader_state, "rng": rng_state(), "rank": rank,
+                "world_size": world_size}, d / rank_file(rank))
+    if rank != 0:
+        return
+    tok = tokenizer_dir if tokenizer_dir is not None and Path(tokenizer_dir).is_dir() else None
+    export_hf(model, d, tokenizer_dir=tok, metadata={"step": str(trainer_state["step"])})
+    torch.save(optimizer.state_dict(), d / "optimizer.pt")
+    torch.save(scheduler.state_dict(), d / "scheduler.pt")
+    _write_json(d / "trainer_state.json", {**trainer_state, "world_size": world_size})
+    _write_json(d / "pretrain_config.json", config)
+    with open(d / "metrics.jsonl.tmp", "w") as f:
+        for m in metrics:
+            f.write(json.dumps(m, default=_json_default) + "\n")
+    os.replace(d / "metrics.jsonl.tmp", d / "metrics.jsonl")
+    files = sorted(p.name for p in d.iterdir() if p.is_file())
+    files = sorted(set(files) | {rank_file(r) for r in range(world_size)})
+    _write_json(d / MANIFEST, {"format_version": FORMAT_VERSION, "step": trainer_state["step"],
+                               "world_size": world_size, "files": files + [MANIFEST]})
+
+
+def read_manifest(directory: str | os.PathLike) -> dict:
+    p = Path(directory) / MANIFEST
+    if not p.is_file():
+        raise FileNotFoundError(f"{directory}: not a complete checkpoint (no {MANIFEST})")
+    return json.loads(p.read_text())
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    try:
+        m = read_manifest(directory)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return all((Path(directory) / f).is_file() for f in m["files"])
+
+
+def load_model_weights(directory: str | os.PathLike, model) -> None:
+    """Restore our model's parameters from the checkpoint's HF `model.safetensors`."""
+    sd, _ = from_hf_state_dict(read_hf_weights(directory), model.cfg)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{directory}: checkpoint does not fit the model: missing {missing}, "
+                         f"unexpected {unexpected}")
+
+
+def read_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int,
+                    map_location="cpu") -> dict:
+    """Everything stored for `rank`: {"trainer", "config", "metrics", "optimizer",
+    "scheduler", "reader", "rng"} (the model is restored with `load_model_weights`)."""
+    d = Path(directory)
+    manifest = read_manifest(d)
+    if manifest["world_size"] != world_size:
+        raise ValueError(f"{d}: written by {manifest['world_size']} workers, resuming with "
+                         f"{world_size}: the data positions are per rank; resume with the "
+                         f"same number of workers")
+    per_rank = torch.load(d / rank_file(rank), map_location="cpu", weights_only=True)
+    metrics = []
+    if (d / "metrics.jsonl").is_file():
+        metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()
+                   if line.strip()]
+    return {
+        "manifest": manifest,
+        "trainer": json.loads((d / "trainer_state.json").read_text()),
+        "config": json.loads((d / "pretrain_config.json").read_text()),
+        "metrics": metrics,
+        "optimizer": torch.load(d / "optimizer.pt", map_location=map_location, weights_only=True),
+        "scheduler": torch.load(d / "scheduler.pt", map_location="cpu", weights_only=True),
+        "reader": per_rank["reader"],
+        "rng": per_rank["rng"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# where checkpoints go
+# --------------------------------------------------------------------------------------------
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first, as (step, directory)."""
+    base = Path(run_dir) / CHECKPOINTS_DIR
+    if not base.is_dir():
+        return []
+    out = []
+    for p in base.iterdir():
+        m = _STEP_RE.match(p.name)
+        if m and p.is_dir() and is_complete(p):
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    cks = list_checkpoints(run_dir)
+    return cks[-1][1] if cks else None
+
+
+WriteFn = Callable[[Path], None]
+
+
+class LocalCheckpointer:
+    """Checkpoints on a local or shared filesystem, for the in-process loop (one process, or
+    torchrun-style ranks sharing the filesystem). Atomic: temp directory, then rename; keeps
+    the last `keep_last` complete checkpoints."""
+
+    def __init__(self, run_dir: str | os.PathLike, keep_last: int = 3):
+        self.run_dir = Path(run_dir)
+        self.keep_last = keep_last
+
+    def save(self, step: int, write: WriteFn, metrics: dict | None = None) -> Path:
+        rank = dist.get_rank() if _dist_ready() else 0
+        base = self.run_dir / CHECKPOINTS_DIR
+        final = base / step_dir_name(step)
+        tmp = base / f".tmp-{step_dir_name(step)}"
+        if rank == 0:
+            base.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():                 # left by a run killed while writing
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        _barrier()
+        write(tmp)
+        _barrier()
+        if rank == 0:
+            if final.exists():               # same step written by an earlier attempt
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            self.prune()
+        _barrier()
+        return final
+
+    def prune(self) -> None:
+        if self.keep_last and self.keep_last > 0:
+            for _, p in list_checkpoints(self.run_dir)[:-self.keep_last]:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def latest(self) -> Path | None:
+        return latest_checkpoint(self.run_dir)
+
+
+__all__ = ["LocalCheckpointer", "write_checkpoint", "read_checkpoint", "load_model_weights",
+           "list_checkpoints", "latest_checkpoint", "is_complete", "read_manifest",
+           "step_dir_name", "rank_file", "rng_state", "set_rng_state", "CHECKPOINTS_DIR"]

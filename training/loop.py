@@ -1,0 +1,469 @@
+"""The pretraining loop: shards -> masking -> accumulated optimizer updates -> validation,
+checkpoints and metrics. Imports only torch, numpy, pyarrow, safetensors and our training
+modules, so it runs on a bare GPU box; Ray Train (`training/ray_launcher.py`) calls this same
+function inside each worker.
+
+    reader (rank-disjoint, resumable)  ->  Masker (dynamic, keyed by seed/epoch/block) or the
+    shards' static masks  ->  TrainStep over `accumulation` micro-batches (DDP sync on the last)
+    ->  every `valid_every` updates: validation MLM loss on fixed masks (seed, epoch 0)
+    ->  every `checkpoint_every` updates: a checkpoint (see training/checkpoint.py)
+    ->  per update: a metrics dict (loss, perplexity, lr, grad norm, tokens/s, MFU) to
+        `on_metrics` and, on rank 0, a line of `<root>/pretrain/<run>/metrics.jsonl`.
+
+The effective batch (`batch_size` sequences per optimizer update) is independent of the
+worker count and micro-batch: accumulation = batch_size / (world_size x micro_batch_size),
+which must divide exactly.
+
+Rank and world size come from torch.distributed when it is initialised (torchrun, Ray Train);
+the model is then wrapped in DDP (gloo on CPU, NCCL on GPU: whatever the process group uses).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from training import checkpoint as ckpt
+from training.config import MaskingConfig, ModelConfig, OptimConfig
+from training.masking import Masker, batch_from_static_labels
+from training.model import build_model
+from training.optim import build_optimizer, build_scheduler
+from training.shard_reader import ShardReader, load_manifest
+from training.step import NonFiniteLossError, TrainStep, eval_step
+
+PAIR_FORMATS = ("segment-pair", "sentence-pair")
+METRICS_FILE = "metrics.jsonl"
+
+# Dense bf16 peak per device (NVIDIA datasheets, see training_anchors.md §8), for MFU.
+_PEAK_FLOPS = (("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("A100", 312e12),
+               ("L40S", 362e12), ("A10", 125e12))
+
+
+class PretrainConfigError(ValueError):
+    """The run's configuration does not fit the shards or itself (named field, reason)."""
+
+
+@dataclass
+class PretrainConfig:
+    """One pretraining run. Model/optimizer/masking come from named presets plus overrides;
+    vocabulary, special ids, block size and format come from the shards' manifest."""
+
+    root: str                                   # run root: <root>/shards, <root>/tokenizer
+    run: str = "default"                        # outputs under <root>/pretrain/<run>/
+    model: str = "tiny"                         # ModelConfig preset: tiny|small|base|large
+    model_overrides: dict = field(default_factory=dict)
+    optim: str | None = None                    # OptimConfig preset (None: same as model)
+    optim_overrides: dict = field(default_factory=dict)
+    masking: str = "dynamic"                    # dynamic | static (masks stored in the shards)
+    masking_overrides: dict = field(default_factory=dict)
+    nsp: bool | None = None                     # NSP loss (None: on for the pair formats)
+    batch_size: int | None = None               # sequences per optimizer update (None: preset)
+    micro_batch_size: int = 16                  # sequences per forward/backward on one worker
+    steps: int | None = None                    # optimizer updates = schedule length (None: preset)
+    seed: int = 0
+    checkpoint_every: int = 1000                # updates between checkpoints (0: only the last)
+    keep_last: int = 3                          # checkpoints kept
+    valid_every: int = 1000                     # updates between validations (0: only the last)
+    valid_batches: int = 16                     # micro-batches per rank per validation (0: all)
+    max_consecutive_nonfinite: int = 5          # stop after this many skipped updates in a row
+    compile: bool = False                       # torch.compile the training forward
+    device: str = "auto"                        # auto | cpu | cuda | cuda:N
+    amp: str = "bf16"                           # bf16 | fp32 (autocast applies on CUDA only)
+    peak_flops: float | None = None             # per device, for MFU (None: known GPUs only)
+    shuffle_window: int = 8192                  # blocks shuffled together by the reader
+    nonfinite_at: tuple[int, ...] = ()          # fault injection: these iterations' loss is NaN
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["nonfinite_at"] = list(self.nonfinite_at)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PretrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise PretrainConfigError(f"unknown PretrainConfig field(s) {bad}")
+        d = dict(d)
+        if "nonfinite_at" in d:
+            d["nonfinite_at"] = tuple(d["nonfinite_at"])
+        return cls(**d)
+
+    def replace(self, **kw) -> "PretrainConfig":
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir(self.root, self.run)
+
+
+def run_dir(root, run: str) -> Path:
+    return Path(root) / "pretrain" / run
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A PretrainConfig made concrete against the shards manifest and the world size."""
+
+    model: ModelConfig
+    optim: OptimConfig
+    masking: MaskingConfig
+    manifest: dict
+    batch_size: int
+    micro_batch_size: int
+    accumulation: int
+    world_size: int
+    steps: int
+    block_size: int
+    static: bool
+    nsp: bool
+
+
+def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = None) -> Resolved:
+    """Presets + overrides + what the shards dictate; raises PretrainConfigError naming the
+    field when something does not fit."""
+    if manifest is None:
+        _, _, manifest = load_manifest(cfg.root)
+    T = int(manifest["block_size"])
+    fmt = manifest.get("format", "full-sentences")
+    nsp = fmt in PAIR_FORMATS if cfg.nsp is None else bool(cfg.nsp)
+    if nsp and fmt not in PAIR_FORMATS:
+        raise PretrainConfigError(f"nsp=True needs a pair format; the shards are {fmt!r}")
+    vocab, mask_id = int(manifest["vocab_size"]), int(manifest["mask_id"])
+    model_kw = dict(vocab_size=vocab, pad_id=manifest.get("pad_id", 1),
+                    bos_id=manifest.get("bos_id", 0), eos_id=manifest.get("eos_id", 2),
+                    unk_id=manifest.get("unk_id", 3),
+                    mask_id=None if mask_id == vocab - 1 else mask_id, nsp_head=nsp)
+    if T > 512:
+        model_kw["max_positions"] = T
+    try:
+        mcfg = ModelConfig.named(cfg.model, **{**model_kw, **cfg.model_overrides})
+        ocfg = OptimConfig.named(cfg.optim or cfg.model, **cfg.optim_overrides)
+    except ValueError as exc:
+        raise PretrainConfigError(str(exc)) from exc
+    if mcfg.vocab_size != vocab:
+        raise PretrainConfigError(f"model vocab_size {mcfg.vocab_size} != the shards' {vocab}")
+    if mcfg.max_positions < T:
+        raise PretrainConfigError(f"model max_positions {mcfg.max_positions} < block size {T}")
+    batch = int(cfg.batch_size or ocfg.batch_size)
+    steps = int(cfg.steps or ocfg.total_steps)
+    if steps < 1:
+        raise PretrainConfigError(f"steps must be >= 1, got {steps}")
+    if "total_steps" not in cfg.optim_overrides:
+        ocfg = ocfg.replace(total_steps=steps)    # the schedule spans the run
+    ocfg = ocfg.replace(batch_size=batch)
+    micro = int(cfg.micro_batch_size)
+    if micro < 1 or batch < 1:
+        raise PretrainConfigError("batch_size and micro_batch_size must be >= 1")
+    if batch % (world_size * micro):
+        raise PretrainConfigError(
+            f"batch_size {batch} sequences is not a multiple of workers x micro_batch_size = "
+            f"{world_size} x {micro} = {world_size * micro}; choose sizes that divide")
+    if cfg.masking not in ("dynamic", "static"):
+        raise PretrainConfigError(f"masking must be 'dynamic' or 'static', got {cfg.masking!r}")
+    static = cfg.masking == "static"
+    if static and not int(manifest.get("static_masks") or 0):
+        raise PretrainConfigError("masking='static' but the shards hold no static masks: rerun "
+                                  "shard-corpus with static_masks=K")
+    try:
+        mask_cfg = MaskingConfig.for_model(mcfg, **cfg.masking_overrides)
+    except TypeError as exc:
+        raise PretrainConfigError(f"masking_overrides: {exc}") from exc
+    if cfg.amp not in ("bf16", "fp32"):
+        raise PretrainConfigError(f"amp must be 'bf16' or 'fp32', got {cfg.amp!r}")
+    return Resolved(model=mcfg, optim=ocfg, masking=mask_cfg, manifest=manifest,
+                    batch_size=batch, micro_batch_size=micro,
+                    accumulation=batch // (world_size * micro), world_size=world_size,
+                    steps=steps, block_size=T, static=static, nsp=nsp)
+
+
+def pick_device(spec: str | torch.device | None = "auto") -> torch.device:
+    if isinstance(spec, torch.device):
+        return spec
+    if spec in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(spec)
+
+
+def peak_flops_for(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return float(override)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, flops in _PEAK_FLOPS:
+            if key in name:
+                return flops
+    return None
+
+
+def _seed_everything(seed: int, rank: int) -> None:
+    """Dropout etc. differ per rank (like torchrun + seed + rank); model init uses its own
+    forked generator (build_model(seed=...)), so every rank starts from the same weights."""
+    s = (seed * 1_000_003 + rank) % (2 ** 63)
+    torch.manual_seed(s)
+    np.random.seed(s % (2 ** 32))
+    random.seed(s)
+
+
+class _NonFiniteInjector:
+    """Fault injection for tests and drills: makes the embedding output NaN while armed."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.armed = False
+        module.register_forward_hook(self._hook)
+
+    def _hook(self, _module, _inputs, output):
+        return output * float("nan") if self.armed else output
+
+
+MetricsFn = Callable[[dict], None]
+
+
+def _masked_batch(batch: dict, masker: Masker, res: Resolved, epoch: int) -> dict:
+    nsp = batch.get("nsp_label") if res.nsp else None
+    if res.static:
+        return batch_from_static_labels(batch["static_input_ids"], batch["static_labels"],
+                                        res.masking, res.model.pad_id, nsp)
+    return masker(batch["input_ids"], batch["block_index"], epoch, nsp)
+
+
+def validation_batches(cfg: PretrainConfig, res: Resolved, rank: int, world: int) -> list[dict]:
+    """Fixed validation batches (this rank's share of the valid split, masks of seed/epoch 0)
+    so the validation loss is comparable across steps and runs."""
+    if res.manifest["splits"].get("valid", {}).get("blocks", 0) == 0:
+        return []
+    reader = ShardReader(cfg.root, "valid", batch_size=res.micro_batch_size, rank=rank,
+                         world_size=world, seed=cfg.seed, shuffle=False, drop_last=False)
+    masker = Masker(res.masking, cfg.seed, res.model.pad_id)
+    out = []
+    for b in reader.iter_epoch(0):
+        out.append(_masked_batch(b, masker, res, 0))
+        if cfg.valid_batches and len(out) >= cfg.valid_batches:
+            break
+    return out
+
+
+def validate(model, batches: list[dict], device: torch.device, amp_dtype) -> float:
+    """Mean MLM loss per masked token over all ranks' validation batches."""
+    loss_sum, n = 0.0, 0
+    for b in batches:
+        s, k = eval_step(model, b, amp_dtype)
+        loss_sum, n = loss_sum + s, n + k
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor([loss_sum, float(n)], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        loss_sum, n = float(t[0]), int(t[1])
+    return loss_sum / max(n, 1)
+
+
+def _global_sums(values: list[float], device: torch.device) -> list[float]:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+    return values
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if math.isfinite(loss) and loss < 700 else float("inf")
+
+
+class MetricsLog:
+    """`<run_dir>/metrics.jsonl`: one JSON line per optimizer update (rank 0 only). Restarted
+    from a checkpoint's history on resume, so the file always matches the trajectory."""
+
+    def __init__(self, path: Path, history: list[dict], enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.history = list(history)
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w") as f:
+                for m in self.history:
+                    f.write(json.dumps(m) + "\n")
+            os.replace(tmp, path)
+            self._f = open(path, "a", buffering=1)
+
+    def append(self, m: dict) -> None:
+        self.history.append(m)
+        if self.enabled:
+            self._f.write(json.dumps(m) + "\n")
+
+    def close(self) -> None:
+        if self.enabled:
+            self._f.close()
+
+
+def read_metrics(run_directory) -> list[dict]:
+    p = Path(run_directory) / METRICS_FILE
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:   # a line being written right now
+            pass
+    return out
+
+
+def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathLike | None = None,
+          on_metrics: MetricsFn | None = None, stop_after: int | None = None,
+          device: str | torch.device | None = None) -> dict:
+    """Run (or continue) pretraining; returns a summary dict.
+
+    checkpointer: where checkpoints go (default: `LocalCheckpointer(<run_dir>, keep_last)`);
+        Ray Train passes one that reports through `ray.train.report`.
+    resume_from: a checkpoint directory, or "latest" for the newest complete one of the run
+        (nothing there: start fresh).
+    on_metrics: called on every rank with each update's metrics (identical on all ranks).
+    stop_after: stop once this many updates are done, as if interrupted (the LR schedule
+        still spans `steps`); a checkpoint is written there.
+    device: overrides cfg.device (Ray Train passes the worker's device).
+    """
+    t_start = time.perf_counter()
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    res = resolve(cfg, world)
+    dev = pick_device(device if device is not None else cfg.device)
+    amp_dtype = torch.bfloat16 if (cfg.amp == "bf16" and dev.type == "cuda") else None
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    rdir = cfg.run_dir
+    checkpointer = checkpointer or ckpt.LocalCheckpointer(rdir, cfg.keep_last)
+    if resume_from == "latest":
+        resume_from = ckpt.latest_checkpoint(rdir)
+
+    _seed_everything(cfg.seed, rank)
+    model = build_model(res.model, device=dev, seed=cfg.seed)
+    state = None
+    if resume_from is not None:
+        state = ckpt.read_checkpoint(resume_from, rank=rank, world_size=world, map_location=dev)
+        ckpt.load_model_weights(resume_from, model)
+    injector = _NonFiniteInjector(model.embed) if cfg.nonfinite_at else None
+    optimizer = build_optimizer(model, res.optim)
+    scheduler = build_scheduler(optimizer, res.optim)
+    wrapped = model
+    if world > 1:
+        wrapped = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda"
+                                          else None)
+    step_fn = TrainStep(wrapped, optimizer, scheduler, clip_grad_norm=res.optim.clip_grad_norm,
+                        max_consecutive_nonfinite=cfg.max_consecutive_nonfinite,
+                        amp_dtype=amp_dtype, compile=cfg.compile)
+    reader = ShardReader(cfg.root, "train", batch_size=res.micro_batch_size, rank=rank,
+                         world_size=world, seed=cfg.seed, shuffle_window=cfg.shuffle_window)
+    loop_state = {"iteration": 0, "tokens": 0, "elapsed_s": 0.0}
+    history: list[dict] = []
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step_fn.load_state_dict(state["trainer"]["train_step"])
+        reader.load_state_dict(state["reader"])
+        loop_state.update({k: state["trainer"][k] for k in loop_state})
+        history = [m for m in state["metrics"] if m.get("step", 0) <= step_fn.steps]
+        ckpt.set_rng_state(state["rng"])
+    log = MetricsLog(rdir / METRICS_FILE, history, enabled=rank == 0)
+
+    masker = Masker(res.masking, cfg.seed, res.model.pad_id)
+    valid = validation_batches(cfg, res, rank, world)
+    fpt = res.model.flops_per_token(res.block_size, res.masking.mask_prob)
+    peak = peak_flops_for(dev, cfg.peak_flops)
+    target = res.steps if stop_after is None else min(res.steps, stop_after)
+    poison = set(int(i) for i in cfg.nonfinite_at)
+    data = iter(reader)
+    config_dict = cfg.to_dict()
+    tokenizer_dir = Path(cfg.root) / "tokenizer"
+    last_ckpt: Path | None = Path(resume_from) if resume_from is not None else None
+    last_valid: float | None = None
+    elapsed0 = loop_state["elapsed_s"]
+
+    def save_checkpoint(step: int, metrics: dict) -> Path | None:
+        trainer_state = {"step": step, "train_step": step_fn.state_dict(), **loop_state,
+                         "elapsed_s": elapsed0 + time.perf_counter() - t_start}
+
+        def write(d: Path) -> None:
+            ckpt.write_checkpoint(d, rank=rank, world_size=world, model=model,
+                                  optimizer=optimizer, scheduler=scheduler,
+                                  trainer_state=trainer_state, reader_state=reader.state_dict(),
+                                  config=config_dict, metrics=log.history,
+                                  tokenizer_dir=tokenizer_dir)
+        return checkpointer.save(step, write, metrics)
+
+    metrics: dict = {}
+    try:
+        while step_fn.steps < target:
+            t0 = time.perf_counter()
+            micro = []
+            for _ in range(res.accumulation):
+                b = next(data)
+                micro.append(_masked_batch(b, masker, res, reader.position["epoch"]))
+            it = loop_state["iteration"]
+            if injector is not None:
+                injector.armed = it in poison
+            try:
+                m = step_fn(micro)
+            except NonFiniteLossError as exc:
+                loop_state["iteration"] = it + 1
+                log.append({"step": step_fn.steps, "iteration": it, "skipped": True,
+                            "skipped_total": step_fn.skipped_total, "error": str(exc)})
+                raise
+            loop_state["iteration"] = it + 1
+            mlm_sum, masked, tokens = _global_sums(
+                [m.mlm_loss * m.masked_tokens, float(m.masked_tokens), float(m.tokens)], dev)
+            loss = mlm_sum / max(masked, 1.0) + (m.nsp_loss or 0.0)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            dt = time.perf_counter() - t0
+            loop_state["tokens"] += int(tokens)
+            tps = tokens / dt if dt > 0 else 0.0
+            metrics = {"step": m.step, "iteration": it, "epoch": reader.position["epoch"],
+                       "loss": loss, "mlm_loss": mlm_sum / max(masked, 1.0),
+                       "nsp_loss": m.nsp_loss, "perplexity": _perplexity(mlm_sum / max(masked, 1.0)),
+                       "lr": m.lr, "grad_norm": m.grad_norm, "tokens": int(tokens),
+                       "tokens_total": loop_state["tokens"], "tokens_per_s": tps,
+                       "mfu": (tps * fpt / (peak * world)) if peak else None,
+                       "step_time_s": dt, "skipped": m.skipped, "skipped_total": step_fn.skipped_total,
+                       "consecutive_nonfinite": m.consecutive_nonfinite,
+                       "elapsed_s": elapsed0 + time.perf_counter() - t_start}
+            good = not m.skipped
+            done = step_fn.steps >= target
+            if good and valid and ((cfg.valid_every and m.step % cfg.valid_every == 0) or done):
+                last_valid = validate(wrapped, valid, dev, amp_dtype)
+                metrics["valid_loss"] = last_valid
+                metrics["valid_perplexity"] = _perplexity(last_valid)
+            for k, v in list(metrics.items()):      # JSON has no NaN/inf
+                if isinstance(v, float) and not math.isfinite(v):
+                    metrics[k] = None
+            log.append(metrics)
+            if on_metrics is not None:
+                on_metrics(metrics)
+            if good and ((cfg.checkpoint_every and m.step % cfg.checkpoint_every == 0) or done):
+                last_ckpt = save_checkpoint(m.step, metrics)
+    finally:
+        log.close()
+    return {"run_dir": str(rdir), "steps": step_fn.steps, "target_steps": res.steps,
+            "finished": step_fn.steps >= res.steps, "checkpoint": str(last_ckpt) if last_ckpt else None,
+            "loss": metrics.get("loss"), "valid_loss": last_valid,
+            "skipped_total": step_fn.skipped_total, "tokens_total": loop_state["tokens"],
+            "elapsed_s": elapsed0 + time.perf_counter() - t_start,
+            "world_size": world, "accumulation": res.accumulation, "batch_size": res.batch_size,
+            "micro_batch_size": res.micro_batch_size, "device": str(dev),
+            "params": model.num_params()}
+
+
+__all__ = ["PretrainConfig", "PretrainConfigError", "Resolved", "resolve", "train", "validate",
+           "validation_batches", "read_metrics", "run_dir", "pick_device", "METRICS_FILE"]
