@@ -1,0 +1,150 @@
+"""Pretraining through Ray Train (a real local Ray, 2 CPU workers, gloo) and the `pretrain`
+Prefect flow (ephemeral Prefect), on real shards of the bundled sample crawl."""
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests._pretrain_shards import sample_shards_root
+from training import checkpoint as ckpt
+from training.loop import PretrainConfig, read_metrics
+from training.ray_launcher import WORKERS_FILE, RunExistsError, launch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def shards_root(tmp_path_factory):
+    return sample_shards_root(tmp_path_factory.getbasetemp())
+
+
+def worker_starts(run_dir: Path) -> list[dict]:
+    p = run_dir / WORKERS_FILE
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def test_two_workers_recover_from_a_killed_worker(shards_root, ray_local):
+    cfg = PretrainConfig(root=str(shards_root), run="kill", model="tiny", batch_size=16,
+                         micro_batch_size=8, steps=30, checkpoint_every=5, keep_last=2,
+                         valid_every=10, valid_batches=2)
+    killed: dict = {}
+
+    def kill_rank1_after_first_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            starts = worker_starts(cfg.run_dir)
+            # Kill once Ray Train has *registered* the first checkpoint (files on disk are
+            # not enough: a checkpoint counts when the controller has recorded the report).
+            snapshot = cfg.run_dir / "checkpoint_manager_snapshot.json"
+            registered = snapshot.is_file() and "checkpoints/step-" in snapshot.read_text()
+            if registered and any(s["rank"] == 1 for s in starts):
+                pid = next(s["pid"] for s in starts if s["rank"] == 1)
+                os.kill(pid, signal.SIGKILL)
+                killed.update(pid=pid, at_step=max(m["step"] for m in read_metrics(cfg.run_dir)))
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_rank1_after_first_checkpoint, daemon=True)
+    killer.start()
+    summary = launch(cfg, num_workers=2, max_failures=2)
+    killer.join(timeout=5)
+
+    assert killed, "the worker was never killed"
+    assert killed["at_step"] < 30, killed
+    assert summary["finished"] and summary["steps"] == 30 and summary["world_size"] == 2
+    starts = worker_starts(cfg.run_dir)
+    resumed = [s for s in starts if s["resumed_from"]]
+    assert summary["restarts"] >= 1 and len(resumed) >= 2, starts
+    assert all("checkpoints/step-" in s["resumed_from"] for s in resumed)
+    assert killed["pid"] not in {s["pid"] for s in resumed}
+    # One trajectory: every update once, in order, the file restarted from the checkpoint.
+    assert [m["step"] for m in read_metrics(cfg.run_dir)] == list(range(1, 31))
+    final = Path(summary["checkpoint"])
+    assert final.name == "step-00000030" and ckpt.is_complete(final)
+    assert {"rank-00000.pt", "rank-00001.pt"} <= {p.name for p in final.iterdir()}
+    assert len(ckpt.list_checkpoints(cfg.run_dir)) == 2          # keep_last through Ray
+    # Ranks read disjoint data and each saved its own position.
+    r0 = ckpt.read_checkpoint(final, rank=0, world_size=2)["reader"]
+    r1 = ckpt.read_checkpoint(final, rank=1, world_size=2)["reader"]
+    assert (r0["rank"], r1["rank"]) == (0, 1) and r0["offset"] == r1["offset"] == 30 * 8
+    # Starting the same run again without resume is refused.
+    with pytest.raises(RunExistsError):
+        launch(cfg, num_workers=2)
+
+
+def test_pretrain_flow_end_to_end(shards_root, ray_local):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from flows.pretrain import pretrain
+    from training.hf_io import load_hf
+    from training.loop import resolve, validation_batches
+
+    out = pretrain(root=str(shards_root), config="tiny", steps=10, batch_size=16,
+                   micro_batch_size=8, workers=1, run="flow", checkpoint_every=5,
+                   valid_batches=2)
+    png = Path(out["loss_png"])
+    assert png == shards_root / "pretrain" / "flow" / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    step_dir = Path(out["checkpoint"])
+    assert step_dir.name == "step-00000010" and ckpt.is_complete(step_dir)
+    assert out["summary"]["steps"] == 10 and out["summary"]["valid_loss"] is not None
+
+    hf = AutoModelForMaskedLM.from_pretrained(step_dir).eval()
+    ours = load_hf(step_dir).eval()
+    cfg = PretrainConfig(root=str(shards_root), micro_batch_size=4)
+    batch = validation_batches(cfg, resolve(cfg), 0, 1)[0]
+    ids = torch.from_numpy(batch["input_ids"])
+    mask = ids.ne(1)
+    with torch.no_grad():
+        want = ours.logits(ids, mask)
+        got = hf(input_ids=ids, attention_mask=mask.long()).logits
+    assert torch.allclose(got[mask], want[mask], atol=1e-4)
+    tok = AutoTokenizer.from_pretrained(step_dir)
+    assert tok.mask_token_id == 999 and tok("Hello world")["input_ids"][0] == 0
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        keys = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["pretrain-summary-flow", "pretrain-loss-flow",
+                                        "pretrain-report-flow"])))}
+    assert set(keys) == {"pretrain-summary-flow", "pretrain-loss-flow", "pretrain-report-flow"}
+    assert keys["pretrain-loss-flow"].data.startswith("data:image/png;base64,")
+
+
+def test_cli_in_process_and_bad_input(shards_root, tmp_path, capsys):
+    import argparse
+
+    from flows.pretrain import add_arguments, last_step, run_from_cli
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = ["--root", str(shards_root), "--config", "tiny", "--steps", "4", "--batch-size", "8",
+            "--micro-batch-size", "8", "--run", "cli", "--no-ray", "--model-set", "dropout=0.0"]
+    assert run_from_cli(parser.parse_args(args)) == 0
+    run = shards_root / "pretrain" / "cli"
+    assert last_step(run / "metrics.jsonl") == 4 and (run / "loss.png").is_file()
+    saved = json.loads((ckpt.latest_checkpoint(run) / "pretrain_config.json").read_text())
+    assert saved["model_overrides"] == {"dropout": 0.0}
+    # the same run again without --resume, a batch that does not divide, missing shards
+    assert run_from_cli(parser.parse_args(args)) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    bad = args[:6] + ["--batch-size", "12"] + args[8:]
+    assert run_from_cli(parser.parse_args(bad + ["--run", "other"])) == 2
+    assert "not a multiple" in capsys.readouterr().err
+    assert run_from_cli(parser.parse_args(["--root", str(tmp_path), "--no-ray"])) == 2
+    assert "shard-corpus" in capsys.readouterr().err
+    # --resume continues to a longer schedule's end
+    more = [a if a != "4" else "6" for a in args] + ["--resume"]
+    assert run_from_cli(parser.parse_args(more)) == 0
+    assert last_step(run / "metrics.jsonl") == 6
+    assert np.isfinite([m["loss"] for m in read_metrics(run)]).all()

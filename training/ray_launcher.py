@@ -1,0 +1,233 @@
+"""Ray Train (V2) launcher around the Ray-free loop in `training/loop.py`.
+
+    launch(cfg, num_workers=2)            # local Ray, 2 CPU workers, DDP over gloo
+    launch(cfg, num_workers=8, use_gpu=True, address="auto")    # a cluster, NCCL
+
+Each worker runs `training.loop.train` (the same function as the in-process path) with:
+  - its device from Ray Train, the process group Ray Train set up (gloo on CPU, NCCL on GPU);
+  - `ray.train.get_checkpoint()` as the resume point (after a worker failure Ray restarts the
+    group from the last reported checkpoint, `FailureConfig(max_failures)`);
+  - a checkpointer that reports through `ray.train.report(metrics, checkpoint=...)`: every
+    rank writes its own files (rank 0 the model/optimizer, each rank its data position and
+    RNG) into a local temp dir, and Ray Train merges them into
+    `<root>/pretrain/<run>/checkpoints/step-<N>/`, keeping the last `keep_last`;
+  - Ray metrics (`ray.util.metrics` gauges/counters, tagged by run) so the Ray dashboard shows
+    loss, perplexity, learning rate, grad norm, tokens/s and MFU.
+
+Storage is `RunConfig(storage_path=<root>/pretrain, name=<run>)`: constructing the trainer
+again with the same run name resumes it (Ray Train V2 has no `Trainer.restore`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from training import checkpoint as ckpt
+from training.loop import PretrainConfig, PretrainConfigError, read_metrics, resolve, run_dir
+
+WORKERS_FILE = "workers.jsonl"
+_RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+
+
+class RunExistsError(FileExistsError):
+    """A fresh run was asked for but the run directory already holds one."""
+
+
+# --------------------------------------------------------------------------------------------
+# inside a worker
+# --------------------------------------------------------------------------------------------
+
+class RayCheckpointer:
+    """Checkpoints through `ray.train.report`; all ranks call it at the same steps."""
+
+    def __init__(self, run_directory: Path):
+        self.run_dir = Path(run_directory)
+
+    def save(self, step: int, write, metrics: dict | None = None) -> Path:
+        import ray.train
+        from ray.train import Checkpoint
+
+        name = f"{ckpt.CHECKPOINTS_DIR}/{ckpt.step_dir_name(step)}"
+        d = Path(tempfile.mkdtemp(prefix=f"ckpt-{step}-"))
+        try:
+            write(d)
+            report = {k: v for k, v in (metrics or {}).items()
+                      if isinstance(v, (int, float, bool)) or v is None}
+            ray.train.report(report, checkpoint=Checkpoint.from_directory(str(d)),
+                             checkpoint_dir_name=name)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        return self.run_dir / name
+
+
+class RayMetrics:
+    """Per-step metrics as Ray metrics (Prometheus, shown by the Ray dashboard); rank 0 only."""
+
+    GAUGES = {"loss": "MLM (+NSP) training loss, nats per masked token",
+              "perplexity": "exp(MLM training loss)",
+              "valid_loss": "validation MLM loss (fixed masks)",
+              "lr": "learning rate", "grad_norm": "gradient norm before clipping",
+              "tokens_per_s": "training tokens per second (all workers)",
+              "mfu": "model FLOPs utilisation", "step": "optimizer updates done"}
+
+    def __init__(self, run: str):
+        from ray.util.metrics import Counter, Gauge
+
+        self.tags = {"run": run}
+        self.gauges = {k: Gauge(f"roberta_pretrain_{k}", description=d, tag_keys=("run",))
+                       for k, d in self.GAUGES.items()}
+        self.tokens = Counter("roberta_pretrain_tokens_total",
+                              description="training tokens processed", tag_keys=("run",))
+        self.skipped = Counter("roberta_pretrain_skipped_steps_total",
+                               description="updates skipped for a non-finite loss",
+                               tag_keys=("run",))
+
+    def __call__(self, m: dict) -> None:
+        for k, g in self.gauges.items():
+            v = m.get(k)
+            if isinstance(v, (int, float)) and v is not None:
+                g.set(float(v), tags=self.tags)
+        if m.get("tokens"):
+            self.tokens.inc(float(m["tokens"]), tags=self.tags)
+        if m.get("skipped"):
+            self.skipped.inc(1.0, tags=self.tags)
+
+
+def _record_worker_start(rdir: Path, rank: int, world: int, resumed_from: str | None) -> None:
+    """One line per worker (re)start: who runs where, from which checkpoint. Shows restarts
+    after failures; tests use the pids."""
+    rdir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"time": time.time(), "rank": rank, "world_size": world,
+                       "pid": os.getpid(), "host": socket.gethostname(),
+                       "resumed_from": resumed_from})
+    with open(rdir / WORKERS_FILE, "a") as f:
+        f.write(line + "\n")
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    """The function Ray Train runs on every worker."""
+    import ray.train
+    import ray.train.torch
+
+    from training.loop import train
+
+    cfg = PretrainConfig.from_dict(config["pretrain"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rdir = cfg.run_dir
+    on_metrics = None
+    if rank == 0:
+        try:
+            on_metrics = RayMetrics(cfg.run)
+        except Exception:  # metrics are best effort; never fail training over them
+            on_metrics = None
+    checkpoint = ray.train.get_checkpoint()
+    device = ray.train.torch.get_device()
+    if checkpoint is None:
+        _record_worker_start(rdir, rank, world, None)
+        return train(cfg, checkpointer=RayCheckpointer(rdir), on_metrics=on_metrics,
+                     stop_after=config.get("stop_after"), device=device)
+    with checkpoint.as_directory() as d:
+        _record_worker_start(rdir, rank, world, str(checkpoint.path))
+        return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=d,
+                     on_metrics=on_metrics, stop_after=config.get("stop_after"), device=device)
+
+
+# --------------------------------------------------------------------------------------------
+# the driver
+# --------------------------------------------------------------------------------------------
+
+def has_run(rdir: Path) -> bool:
+    """A run directory with a checkpoint (ours) or Ray Train state."""
+    return (rdir / _RAY_SNAPSHOT).exists() or bool(ckpt.list_checkpoints(rdir))
+
+
+def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
+           address: str | None = None, resume: bool = False, max_failures: int = 2,
+           cpus_per_worker: float = 1, stop_after: int | None = None,
+           ray_init_kwargs: dict | None = None, runtime_env: dict | None = None) -> dict:
+    """Run `cfg` on Ray Train; returns the summary of `training.loop.train` (rank 0) plus the
+    final checkpoint path and the metrics history.
+
+    address: a Ray cluster (e.g. "auto", "ray://head:10001"); None: the Ray instance this
+    process already started, else a new local one (`ray_init_kwargs`, e.g.
+    include_dashboard=False in tests). resume: continue `<root>/pretrain/<run>` from its last
+    checkpoint; without it an existing run is an error (RunExistsError).
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if num_workers < 1:
+        raise PretrainConfigError(f"num_workers must be >= 1, got {num_workers}")
+    if "://" not in cfg.root:              # workers may run in another directory
+        cfg = cfg.replace(root=str(Path(cfg.root).resolve()))
+    resolve(cfg, num_workers)             # fail here, before any worker starts
+    rdir = run_dir(cfg.root, cfg.run)
+    if has_run(rdir) and not resume:
+        raise RunExistsError(f"{rdir} already holds a run: pass resume=True (--resume) to "
+                             f"continue it, or choose another run name")
+    if not resume and rdir.exists():
+        # leftovers of a run that never reached a checkpoint: start clean
+        for name in (WORKERS_FILE, "metrics.jsonl"):
+            (rdir / name).unlink(missing_ok=True)
+    started_ray = False
+    if not ray.is_initialized():
+        kw = dict(ray_init_kwargs or {})
+        if runtime_env:
+            kw["runtime_env"] = runtime_env
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            kw.setdefault("configure_logging", False)
+            ray.init(**kw)
+        started_ray = True
+    try:
+        resume_ckpt = None
+        if resume and not (rdir / _RAY_SNAPSHOT).exists():
+            # a run written by the in-process loop: hand Ray its latest checkpoint
+            latest = ckpt.latest_checkpoint(rdir)
+            if latest is not None:
+                from ray.train import Checkpoint
+                resume_ckpt = Checkpoint.from_directory(str(latest))
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"pretrain": cfg.to_dict(), "stop_after": stop_after},
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                         resources_per_worker={"CPU": cpus_per_worker,
+                                                               **({"GPU": 1} if use_gpu else {})}),
+            run_config=RunConfig(
+                name=cfg.run, storage_path=str(Path(cfg.root) / "pretrain"),
+                checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last or None),
+                failure_config=FailureConfig(max_failures=max_failures)),
+            resume_from_checkpoint=resume_ckpt)
+        result = trainer.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    summary = dict(getattr(result, "return_value", None) or {})
+    if result.checkpoint is not None:
+        summary["checkpoint"] = result.checkpoint.path
+    summary["metrics"] = read_metrics(rdir)
+    summary["run_dir"] = str(rdir)
+    summary["workers"] = num_workers
+    summary["restarts"] = _count_restarts(rdir, num_workers)
+    return summary
+
+
+def _count_restarts(rdir: Path, num_workers: int) -> int:
+    p = rdir / WORKERS_FILE
+    if not p.is_file():
+        return 0
+    starts = sum(1 for line in p.read_text().splitlines() if line.strip())
+    return max(0, starts // max(num_workers, 1) - 1)
+
+
+__all__ = ["launch", "train_loop_per_worker", "RayCheckpointer", "RayMetrics",
+           "RunExistsError", "WORKERS_FILE", "has_run"]
