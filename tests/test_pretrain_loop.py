@@ -155,3 +155,26 @@ def test_config_errors_name_the_problem(shards_root):
         resolve(small_config(shards_root, "x", model_overrides={"hidden": 3}))
     r = resolve(small_config(shards_root, "x", batch_size=64, micro_batch_size=8), world_size=2)
     assert r.accumulation == 4 and r.model.vocab_size == 1000 and r.optim.total_steps == 12
+
+
+def test_static_masks_from_the_shards(shards_root, tmp_path):
+    import shutil
+
+    from corpus.sharding import shard_corpus
+
+    root = tmp_path / "static"
+    for d in ("corpus/documents", "tokenizer"):
+        shutil.copytree(shards_root / d, root / d)
+    shard_corpus(root, fmt="full-sentences", block_size=64, valid_fraction=0.1, static_masks=2,
+                 workers=1, rows_per_group=64)
+    cfg = small_config(root, "static", masking="static", steps=4, valid_batches=1)
+    res = resolve(cfg)
+    assert res.static
+    # The batch trained on is the stored mask (epoch 0 -> mask 0), not a fresh one.
+    raw = next(iter(ShardReader(root, "train", batch_size=8, seed=0)))
+    from training.loop import _masked_batch
+    b = _masked_batch(raw, None, res, 0)
+    np.testing.assert_array_equal(b["input_ids"], raw["static_input_ids"])
+    seen: list[dict] = []
+    s = train(cfg, on_metrics=collect(seen))
+    assert s["finished"] and all(np.isfinite(m["loss"]) for m in seen)

@@ -195,7 +195,11 @@ def pick_device(spec: str | torch.device | None = "auto") -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    return torch.device(spec)
+    dev = torch.device(spec)
+    if dev.type == "cuda" and dev.index is None:   # "cuda": this process's GPU
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))
+                           if torch.cuda.device_count() > 1 else 0)
+    return dev
 
 
 def peak_flops_for(device: torch.device, override: float | None) -> float | None:
