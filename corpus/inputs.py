@@ -18,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import glob
 import gzip
-import hashlib
 import http.client
 import os
 import re

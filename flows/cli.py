@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoding processes (default: one per CPU core)")
     p.set_defaults(handler=_shard_corpus)
 
+    from flows.pretrain_cli import add_arguments as add_pretrain_arguments, run_from_cli
+
+    p = sub.add_parser("pretrain", help="packed blocks → RoBERTa checkpoints (Ray Train)",
+                       description="Pretrain a RoBERTa encoder on RUN_DIR/shards with the "
+                       "paper's recipe (dynamic masking, no NSP, AdamW β2=0.98, linear "
+                       "warm-up and decay, large batches by accumulation) on Ray Train; "
+                       "checkpoints in the Hugging Face layout under RUN_DIR/pretrain/RUN/.")
+    add_pretrain_arguments(p)
+    p.set_defaults(handler=run_from_cli)
+
     p = sub.add_parser("finetune-eval", help="finetune and evaluate on GLUE, SQuAD, RACE",
                        description="Finetune a checkpoint on each task over the paper's "
                        "hyperparameter sweep (Table 10), one job per (task, lr, batch, seed), "

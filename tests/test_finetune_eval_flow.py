@@ -2,7 +2,6 @@
 jobs on CPU, the appended results table, job caching and the nightly mode."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest

@@ -124,7 +124,7 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
 def test_cli_in_process_and_bad_input(shards_root, tmp_path, capsys):
     import argparse
 
-    from flows.pretrain import add_arguments, last_step, run_from_cli
+    from flows.pretrain_cli import add_arguments, last_step, run_from_cli
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
