@@ -23,10 +23,12 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
-    """Pretrain checkpoints in the HF layout under `<root>/pretrain`, oldest first."""
+    """Complete pretrain checkpoints of every run under `<root>/pretrain`, oldest first."""
+    from training.checkpoint import list_checkpoints
+
     base = Path(root) / "pretrain"
-    found = {p.parent for p in base.rglob("model.safetensors")
-             if (p.parent / "config.json").exists()} if base.exists() else set()
+    runs = [d for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
+    found = [ck for run in runs for _, ck in list_checkpoints(run)]
     return sorted(found, key=lambda d: ((d / "model.safetensors").stat().st_mtime_ns, str(d)))
 
 

@@ -1,5 +1,6 @@
 """finetune-eval as a user runs it: the CLI, Prefect ephemeral, a fan-out of real finetuning
 jobs on CPU, the appended results table, job caching and the nightly mode."""
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,18 @@ from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_sst2
 pytestmark = pytest.mark.slow
 
 
+def pretrain_style_checkpoint(root, run: str, step: int):
+    """A tiny model exported where `pretrain` puts checkpoints, with the completion manifest
+    that `pretrain` writes last (finetune-eval only picks up complete checkpoints)."""
+    from training.checkpoint import FORMAT_VERSION, MANIFEST, step_dir_name
+
+    d = make_tiny_checkpoint(root / "pretrain" / run / "checkpoints" / step_dir_name(step))
+    files = sorted(p.name for p in d.iterdir())
+    (d / MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "step": step,
+                                          "world_size": 1, "files": files + [MANIFEST]}))
+    return d
+
+
 def roberta(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
                           text=True, timeout=600, env={**__import__("os").environ,
@@ -19,7 +32,8 @@ def roberta(*args: str) -> subprocess.CompletedProcess:
 
 def test_fan_out_results_cache_and_nightly(tmp_path):
     root, data = tmp_path / "run", tmp_path / "data"
-    checkpoint = make_tiny_checkpoint(root / "pretrain" / "demo" / "checkpoints" / "step-20")
+    checkpoint = pretrain_style_checkpoint(root, "demo", 20)
+    make_tiny_checkpoint(root / "pretrain" / "demo" / "checkpoints" / ".tmp-step-00000030")
     write_synthetic_sst2(data, n_train=300, n_dev=100, seed=0)
     (data / "MRPC").mkdir()
     (data / "MRPC" / "train.tsv").write_text("Quality\t#1 ID\n1\tno strings here\n")  # malformed
