@@ -15,6 +15,10 @@ does not lose the others; results are appended to --out as they arrive):
   ours_compile_cudnn_attn  ... torch.compile, SDPA restricted to the cuDNN attention backend
   ours_compile_autotune    ... torch.compile(mode="max-autotune-no-cudagraphs")
   hf_eager                 RobertaForMaskedLM, eager attention
+Optional (only when named in --variants):
+  ours_compile_cudagraphs_nofeeder  as ours_compile_cudagraphs, but all masked batches are made
+                           before timing and already on the GPU: no masking thread, no H2D copy
+                           (the difference to ours_compile_cudagraphs is the feeder's cost)
 Throughput: batch 64 x 512, 15% masked, dropout 0.1, bf16 autocast, fused AdamW, ~10 warm-up
 + 20 timed steps; every step ends with a host sync on the loss (as a training loop that logs
 does). MFU = tokens/s x FLOPs/token / 768e12 (the issue's measured bf16 peak on H200); the
@@ -23,10 +27,19 @@ FLOPs/token are computed from the config (601 MFLOP at base shapes: head on mask
     python bench/bench_train_gpu.py --out $OUT/gpu.json             # everything, ~6-7 min
     python bench/bench_train_gpu.py --variants hf_sdpa,ours_compile --out ...
     python bench/bench_train_gpu.py --smoke                          # CPU, tiny, seconds
+
+--profile: after the timed steps, (a) ~10 steps with host-side perf_counter timers around the
+feeder wait, batch_to_device, forward, backward, the loss/grad-norm sync (.tolist()),
+optimizer.step and zero_grad (no profiler, so no profiler overhead), then (b) --profile-steps
+steps under torch.profiler (CPU + CUDA): GPU busy (union of kernel intervals) vs wall per
+step, GPU idle split by the host phase running at the time, largest idle gaps, top kernels
+and kernel categories, top CPU ops by self time. Stored under variants.<name>.profile; a
+chrome trace goes to <out>.<variant>.trace.json.gz (dropped when over 30 MB).
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import os
@@ -58,9 +71,12 @@ from training.step import TrainStep, autocast_for, batch_to_device  # noqa: E402
 ALL_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa", "ours_compile",
                 "ours_eager", "hf_sdpa_compile", "ours_compile_cudagraphs",
                 "ours_compile_cudnn_attn", "ours_compile_autotune", "hf_eager"]
+# Accepted by --variants, never run by default.
+OPTIONAL_VARIANTS = ["ours_compile_cudagraphs_nofeeder"]
 SMOKE_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa",
                   "ours_eager", "hf_eager"]
 COMPILE_MODES = {"ours_compile": {}, "ours_compile_cudagraphs": {"mode": "reduce-overhead"},
+                 "ours_compile_cudagraphs_nofeeder": {"mode": "reduce-overhead"},
                  "ours_compile_cudnn_attn": {},
                  "ours_compile_autotune": {"mode": "max-autotune-no-cudagraphs"},
                  "hf_sdpa_compile": {}}
@@ -174,6 +190,34 @@ class BatchFeeder:
 
     def close(self):
         self.stop.set()
+
+
+class PrecomputedFeeder:
+    """All batches masked up front and already on `device` (no thread, no H2D copy in the
+    timed loop); cycles when more are asked for than were made."""
+
+    def __init__(self, cfg: ModelConfig, B: int, T: int, device, n: int):
+        blocks = random_blocks(B * 16, T, cfg)
+        masker = Masker(MaskingConfig.for_model(cfg), seed=0, pad_id=cfg.pad_id)
+        nb = len(blocks) // B
+        self.batches = []
+        t0 = time.perf_counter()
+        for i in range(n):
+            j = i % nb
+            b = masker(blocks[j * B:(j + 1) * B], np.arange(i * B, (i + 1) * B), epoch=0)
+            self.batches.append(batch_to_device(b, device))
+        sync(device)
+        self.mask_seconds = time.perf_counter() - t0     # incl. the copies; not in the loop
+        self.masked_batches = n
+        self.i = 0
+
+    def get(self) -> dict:
+        b = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        return b
+
+    def close(self):
+        self.batches = []
 
 
 def hf_model(cfg: ModelConfig, attn: str, device):
@@ -342,6 +386,377 @@ def _timed_loop(step_fn, feeder, device, warmup: int, steps: int, cap_s: float, 
     return res
 
 
+# --------------------------------------------------------------------------------------------
+# --profile: where the step time goes
+# --------------------------------------------------------------------------------------------
+
+HOST_SEGMENTS = ("feeder_wait", "batch_to_device", "forward", "backward", "sync_tolist",
+                 "optimizer_step", "zero_grad")
+KERNEL_CATEGORIES = (   # first match wins (lower-cased kernel name)
+    ("copy/memcpy/memset", ("memcpy", "memset", "copy_kernel", "catarraybatchedcopy",
+                            "direct_copy")),
+    ("optimizer/adam/foreach", ("adam", "multi_tensor", "foreach", "_amp_", "lpnorm")),
+    ("flash/attention", ("flash", "fmha", "attention", "attn", "sdpa", "cudnn_generated")),
+    ("gemm/matmul", ("gemm", "matmul", "cutlass", "xmma", "nvjet", "cublas", "wgmma", "splitk",
+                     "triton_tem", "sm90_", "sm80_")),
+    ("softmax/cross-entropy", ("softmax", "cross_entropy", "nll_loss", "logsumexp")),
+    ("layernorm/norm", ("layer_norm", "layernorm", "rms_norm", "_norm_")),
+    ("elementwise/triton fused", ("triton", "elementwise", "vectorized", "unrolled", "reduce",
+                                  "fused", "dropout", "gelu", "index", "gather", "scatter",
+                                  "fill", "embedding")),
+)
+GPU_ACTIVITIES = ("kernel", "gpu_memcpy", "gpu_memset", "concurrent_kernel")
+TRACE_MAX_BYTES = 30 * 2 ** 20
+
+
+def kernel_category(name: str) -> str:
+    n = name.lower()
+    for cat, pats in KERNEL_CATEGORIES:
+        if any(p in n for p in pats):
+            return cat
+    return "other"
+
+
+class _HostTimer:
+    """perf_counter timers around named calls of the main thread (outermost call only, so
+    nothing is counted twice); optionally a record_function label for the trace."""
+
+    def __init__(self, annotate: bool = False):
+        self.tid = threading.get_ident()
+        self.depth = 0
+        self.annotate = annotate
+        self.cur: dict[str, float] = {}
+        self.steps: list[dict[str, float]] = []
+
+    @contextlib.contextmanager
+    def seg(self, key: str):
+        if self.depth or threading.get_ident() != self.tid:
+            yield
+            return
+        self.depth += 1
+        ctx = (torch.profiler.record_function("bench::" + key) if self.annotate
+               else contextlib.nullcontext())
+        t0 = time.perf_counter()
+        try:
+            with ctx:
+                yield
+        finally:
+            self.cur[key] = self.cur.get(key, 0.0) + time.perf_counter() - t0
+            self.depth -= 1
+
+    def wrap(self, key: str, fn):
+        def timed(*a, **k):
+            with self.seg(key):
+                return fn(*a, **k)
+        return timed
+
+    def end_step(self, total_s: float) -> None:
+        d = {k: 1000 * v for k, v in self.cur.items()}
+        d["other"] = 1000 * total_s - sum(d.values())
+        d["step_total"] = 1000 * total_s
+        self.steps.append(d)
+        self.cur = {}
+
+    def summary(self) -> dict:
+        seen = {k for st in self.steps for k in st}
+        keys = [k for k in HOST_SEGMENTS if k in seen] + sorted(
+            seen - set(HOST_SEGMENTS) - {"other", "step_total"}) + ["other", "step_total"]
+        out = {}
+        for k in keys:
+            vals = [s.get(k, 0.0) for s in self.steps]
+            if vals:
+                out[k] = {"mean_ms": float(np.mean(vals)), "median_ms": float(np.median(vals)),
+                          "max_ms": float(np.max(vals))}
+        return out
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def _host_patches(timer: _HostTimer, trainstep=None, opt=None):
+    """Time the phases of a step from outside `training/`: batch_to_device (module global
+    used by TrainStep), the step's forward, Tensor.backward, Tensor.tolist (the step's one host
+    sync), optimizer.step / zero_grad. Everything is restored on exit."""
+    import training.step as step_mod
+    undo = []
+
+    def patch(obj, attr, key):
+        own = vars(obj).get(attr, _MISSING)
+        setattr(obj, attr, timer.wrap(key, getattr(obj, attr)))
+        undo.append((obj, attr, own))
+
+    try:
+        patch(step_mod, "batch_to_device", "batch_to_device")
+        if trainstep is not None:
+            patch(trainstep, "forward", "forward")
+        patch(torch.Tensor, "backward", "backward")
+        patch(torch.Tensor, "tolist", "sync_tolist")
+        if opt is not None:
+            patch(opt, "step", "optimizer_step")
+            patch(opt, "zero_grad", "zero_grad")
+        yield
+    finally:
+        for obj, attr, own in reversed(undo):
+            if own is _MISSING:
+                delattr(obj, attr)
+            else:
+                setattr(obj, attr, own)
+
+
+def _instrumented_steps(step_fn, feeder, device, n: int, timer: _HostTimer, on_step=None) -> float:
+    """n steps with the host timers; returns wall ms per step (synchronised at the end).
+    Under the profiler (timer.annotate) the last step's annotation includes the final sync,
+    so the recorded window ends when the GPU is done."""
+    sync(device)
+    t_all = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        ctx = (torch.profiler.record_function("bench::step") if timer.annotate
+               else contextlib.nullcontext())
+        with ctx:
+            with timer.seg("feeder_wait"):
+                batch = feeder.get()
+            step_fn(batch)
+            if timer.annotate and i == n - 1:
+                with timer.seg("final_sync"):
+                    sync(device)
+        timer.end_step(time.perf_counter() - t0)
+        if on_step is not None:
+            on_step()
+    sync(device)
+    return 1000 * (time.perf_counter() - t_all) / n
+
+
+def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _overlap(a0, a1, b0, b1) -> int:
+    return max(0, min(a1, b1) - max(a0, b0))
+
+
+def _analyse_profile(prof, steps: int, cuda: bool) -> dict:
+    """GPU busy/idle, idle split by host phase, gaps, kernel tables, CPU ops from the kineto
+    events of the active steps. Times in ms; "per step" = total / steps."""
+    events = prof.profiler.kineto_results.events()
+    main_tid = None
+    ann: dict[str, list[tuple[int, int]]] = {}
+    gpu = []   # (start_ns, end_ns, name, stream)
+    for e in events:
+        name = e.name()
+        at = str(e.activity_type())
+        if name.startswith("bench::") and e.device_type() == torch.autograd.DeviceType.CPU:
+            ann.setdefault(name[len("bench::"):], []).append((e.start_ns(), e.end_ns()))
+            if name == "bench::step":
+                main_tid = e.start_thread_id()
+            continue
+        if at in GPU_ACTIVITIES or (e.device_type() == torch.autograd.DeviceType.CUDA
+                                    and not e.is_user_annotation()
+                                    and not at.startswith("gpu_user")):
+            if name.startswith(("bench::", "ProfilerStep")):
+                continue
+            try:
+                stream = e.device_resource_id()
+            except Exception:  # noqa: BLE001
+                stream = None
+            gpu.append((e.start_ns(), e.end_ns(), name, stream))
+    step_iv = sorted(ann.get("step", []))
+    if not step_iv:
+        return {"error": "no bench::step annotations in the profile"}
+    w0, w1 = step_iv[0][0], step_iv[-1][1]
+    window_ms = (w1 - w0) / 1e6
+    res: dict = {"profiled_steps": len(step_iv), "window_ms": window_ms,
+                 "wall_ms_per_step": window_ms / len(step_iv), "main_thread": main_tid}
+    n = len(step_iv)
+    # CPU ops by self time (key_averages covers the active steps)
+    cpu_rows = []
+    for a in prof.key_averages():
+        if getattr(a, "device_type", None) not in (None, torch.autograd.DeviceType.CPU):
+            continue
+        cpu_rows.append({"name": a.key[:100], "count": a.count,
+                         "self_cpu_ms": a.self_cpu_time_total / 1000,
+                         "self_cpu_ms_per_step": a.self_cpu_time_total / 1000 / n,
+                         "cpu_total_ms": a.cpu_time_total / 1000})
+    cpu_rows.sort(key=lambda r: -r["self_cpu_ms"])
+    res["top_cpu_ops"] = cpu_rows[:15]
+    if not cuda:
+        res["gpu"] = None
+        return res
+    gpu = [(max(a, w0), min(b, w1), nm, st) for a, b, nm, st in gpu if b > w0 and a < w1]
+    busy = _union([(a, b) for a, b, _, _ in gpu])
+    busy_ns = sum(b - a for a, b in busy)
+    ksum_ns = sum(b - a for a, b, _, _ in gpu)
+    # per step: wall, busy, kernel count (windows = consecutive bench::step starts)
+    per_step = []
+    for i, (s0, s1) in enumerate(step_iv):
+        e1 = step_iv[i + 1][0] if i + 1 < n else w1
+        per_step.append({"wall_ms": (e1 - s0) / 1e6,
+                         "gpu_busy_ms": sum(_overlap(a, b, s0, e1) for a, b in busy) / 1e6,
+                         "kernels": sum(1 for a, _, _, _ in gpu if s0 <= a < e1)})
+    # idle gaps (window minus busy), attributed to the host phase running at the time
+    gaps, t = [], w0
+    for a, b in busy:
+        if a > t:
+            gaps.append((t, a))
+        t = max(t, b)
+    if t < w1:
+        gaps.append((t, w1))
+    idle_ns = sum(b - a for a, b in gaps)
+    seg_iv = {k: v for k, v in ann.items() if k != "step"}
+    idle_by = {k: 0 for k in seg_iv}
+    for g0, g1 in gaps:
+        for k, ivs in seg_iv.items():
+            idle_by[k] += sum(_overlap(g0, g1, a, b) for a, b in ivs)
+    idle_by["other (in step, outside the timed phases)"] = idle_ns - sum(idle_by.values())
+    hist = {"<10us": 0, "10-100us": 0, "0.1-1ms": 0, ">1ms": 0}
+    for g0, g1 in gaps:
+        d = (g1 - g0) / 1e3
+        hist["<10us" if d < 10 else "10-100us" if d < 100 else "0.1-1ms" if d < 1000 else ">1ms"] += g1 - g0
+    by_start = sorted(gpu)
+    starts = [a for a, _, _, _ in by_start]
+    top_gaps = []
+    for g0, g1 in sorted(gaps, key=lambda g: g[0] - g[1])[:10]:   # largest first
+        i = bisect.bisect_left(starts, g1)
+        before = [x for x in by_start[:i] if x[1] <= g0 + 1]
+        phase = max(seg_iv, key=lambda k: sum(_overlap(g0, g1, a, b) for a, b in seg_iv[k]),
+                    default=None)
+        if phase is not None and not sum(_overlap(g0, g1, a, b) for a, b in seg_iv[phase]):
+            phase = None
+        top_gaps.append({"gap_ms": (g1 - g0) / 1e6, "at_ms": (g0 - w0) / 1e6,
+                         "step": max(0, bisect.bisect_right([s for s, _ in step_iv], g0) - 1),
+                         "host_phase": phase,
+                         "after_kernel": before[-1][2][:80] if before else None,
+                         "before_kernel": by_start[i][2][:80] if i < len(by_start) else None})
+    # kernel tables
+    agg: dict[str, list] = {}
+    for a, b, nm, _ in gpu:
+        r = agg.setdefault(nm, [0, 0])
+        r[0] += 1
+        r[1] += b - a
+    kern = sorted(agg.items(), key=lambda kv: -kv[1][1])
+    cats: dict[str, float] = {}
+    for nm, (_, ns) in agg.items():
+        c = kernel_category(nm)
+        cats[c] = cats.get(c, 0) + ns
+    res["gpu"] = {
+        "gpu_busy_ms_per_step": busy_ns / 1e6 / n,
+        "kernel_sum_ms_per_step": ksum_ns / 1e6 / n,
+        "gpu_idle_ms_per_step": idle_ns / 1e6 / n,
+        "gpu_idle_frac": idle_ns / max(1, w1 - w0),
+        "kernels_per_step": len(gpu) / n,
+        "streams": len({st for _, _, _, st in gpu}),
+        "per_step": per_step,
+        "idle_ms_per_step_by_host_phase": {k: v / 1e6 / n for k, v in
+                                           sorted(idle_by.items(), key=lambda kv: -kv[1])},
+        "idle_ms_per_step_by_gap_size": {k: v / 1e6 / n for k, v in hist.items()},
+        "top_idle_gaps": top_gaps,
+        "categories_ms_per_step": {k: v / 1e6 / n for k, v in
+                                   sorted(cats.items(), key=lambda kv: -kv[1])},
+        "top_kernels": [{"name": nm[:100], "category": kernel_category(nm), "count": c,
+                         "total_ms": ns / 1e6, "ms_per_step": ns / 1e6 / n,
+                         "pct_gpu_time": 100 * ns / max(1, ksum_ns)}
+                        for nm, (c, ns) in kern[:25]],
+    }
+    return res
+
+
+def _dynamo_counters() -> dict:
+    try:
+        from torch._dynamo.utils import counters
+        return {k: {kk: vv for kk, vv in list(counters[k].items())[:20]}
+                for k in ("stats", "graph_break", "inductor") if k in counters}
+    except Exception as e:  # noqa: BLE001
+        return {"error": repr(e)}
+
+
+def profile_variant(args, name: str, step_fn, feeder, device, t_start: float,
+                    trainstep=None, opt=None) -> dict:
+    """Host timers (no profiler), then torch.profiler over --profile-steps steps."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+    out: dict = {}
+    if time.perf_counter() - t_start > args.cap_s * 0.8:
+        return {"status": "skipped", "error": "too little of the variant's cap left"}
+    n_host = max(10, args.profile_steps) if not args.smoke else 3
+    timer = _HostTimer(annotate=False)
+    with _host_patches(timer, trainstep, opt):
+        out["host_step_ms"] = _instrumented_steps(step_fn, feeder, device, n_host, timer)
+    out["host_ms_per_step"] = timer.summary()
+    out["host_steps"] = n_host
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    n = args.profile_steps
+    timer = _HostTimer(annotate=True)
+    t0 = time.perf_counter()
+    # one warm-up step under the profiler (CUPTI start-up), then n recorded steps
+    with profile(activities=acts, record_shapes=False, with_stack=False,
+                 schedule=schedule(wait=0, warmup=1, active=n, repeat=1)) as prof:
+        with _host_patches(timer, trainstep, opt):
+            _instrumented_steps(step_fn, feeder, device, n + 1, timer, on_step=prof.step)
+    out["profiled_pass_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out.update(_analyse_profile(prof, n, cuda))
+    out["analysis_s"] = time.perf_counter() - t0
+    out["host_ms_per_step_profiled"] = {k: v["mean_ms"] for k, v in timer.summary().items()}
+    if trainstep is not None or "compile" in name:
+        out["dynamo_counters"] = _dynamo_counters()
+    trace = Path(f"{args.out}.{name}.trace.json.gz")
+    try:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(trace))
+        size = trace.stat().st_size
+        if size > TRACE_MAX_BYTES:
+            trace.unlink()
+            out["trace"] = None
+            out["trace_note"] = f"dropped: {size / 2 ** 20:.0f} MB gzipped"
+        else:
+            out["trace"] = str(trace)
+            out["trace_mb"] = size / 2 ** 20
+    except Exception as e:  # noqa: BLE001
+        out["trace"] = None
+        out["trace_note"] = f"export failed: {e!r}"
+    out["status"] = "ok"
+    return out
+
+
+def format_profile(name: str, p: dict) -> list[str]:
+    """A few human-readable lines for the summary."""
+    if not p or p.get("status") != "ok":
+        return [f"{name:26s} profile: {p.get('status') if p else None} {p.get('error', '') if p else ''}"]
+    h = p.get("host_ms_per_step", {})
+    host = ", ".join(f"{k} {v['mean_ms']:.2f}" for k, v in h.items() if v["mean_ms"] >= 0.05)
+    lines = [f"{name:26s} host ms/step (no profiler, {p['host_steps']} steps, wall "
+             f"{p['host_step_ms']:.2f}): {host}"]
+    g = p.get("gpu")
+    if g:
+        lines.append(f"{'':26s} profiled wall {p['wall_ms_per_step']:.2f} ms/step; GPU busy "
+                     f"{g['gpu_busy_ms_per_step']:.2f} ms, idle {g['gpu_idle_ms_per_step']:.2f} ms "
+                     f"({g['gpu_idle_frac']:.1%}); {g['kernels_per_step']:.0f} kernels/step")
+        lines.append(f"{'':26s} idle by host phase: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in g["idle_ms_per_step_by_host_phase"].items() if v >= 0.05))
+        lines.append(f"{'':26s} idle by gap size: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in g["idle_ms_per_step_by_gap_size"].items()))
+        lines.append(f"{'':26s} GPU ms/step by category: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in g["categories_ms_per_step"].items()))
+        for k in g["top_kernels"][:5]:
+            lines.append(f"{'':28s}{k['ms_per_step']:7.2f} ms/step {k['pct_gpu_time']:5.1f}%  "
+                         f"x{k['count']:<5d} {k['name'][:70]}")
+    else:
+        lines.append(f"{'':26s} profiled wall {p['wall_ms_per_step']:.2f} ms/step (no CUDA)")
+    top = p.get("top_cpu_ops", [])[:5]
+    lines.append(f"{'':26s} top self-CPU ms/step: " + ", ".join(
+        f"{r['name'][:40]} {r['self_cpu_ms_per_step']:.2f}" for r in top))
+    if p.get("trace"):
+        lines.append(f"{'':26s} trace {p['trace']} ({p['trace_mb']:.1f} MB)")
+    return lines
+
+
 def run_ours(args, name: str) -> dict:
     device = device_of(args)
     cfg, B, T = shapes(args)
@@ -351,9 +766,19 @@ def run_ours(args, name: str) -> dict:
     ocfg = OptimConfig.named("base", warmup_steps=100)
     opt = build_optimizer(model, ocfg)
     compile_kw = COMPILE_MODES.get(name, False)
+    compile_note = None
+    if name.endswith("_nofeeder") and device.type != "cuda" and compile_kw.get("mode") == "reduce-overhead":
+        compile_kw, compile_note = False, "CUDA graphs need CUDA: eager on this device"
+    # `compile={}` is falsy, and TrainStep would not compile at all: pass True for the
+    # default mode (run 1 on the H200 measured ours_compile uncompiled for this reason).
     step = TrainStep(model, opt, build_scheduler(opt, ocfg),
-                     compile=(compile_kw if name in COMPILE_MODES else False))
-    feeder = BatchFeeder(cfg, B, T, device, dense_labels=False)
+                     compile=((compile_kw or True) if compile_kw is not False else False))
+    if name.endswith("_nofeeder"):
+        n_pre = args.warmup + args.steps + (max(10, args.profile_steps) + args.profile_steps + 1
+                                            if args.profile else 0)
+        feeder = PrecomputedFeeder(cfg, B, T, device, n=n_pre)
+    else:
+        feeder = BatchFeeder(cfg, B, T, device, dense_labels=False)
     attn_ctx = contextlib.nullcontext
     if name == "ours_compile_cudnn_attn":
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -365,10 +790,22 @@ def run_ours(args, name: str) -> dict:
         return m.loss, m.tokens
     try:
         res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start)
+        if args.profile:
+            try:
+                res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start,
+                                                 trainstep=step, opt=opt)
+            except Exception as e:  # noqa: BLE001  the timing above stays valid
+                res["profile"] = {"status": "error", "error": f"{type(e).__name__}: {e}",
+                                  "traceback": traceback.format_exc()[-2000:]}
     finally:
         feeder.close()
     res["fused_adamw"] = bool(opt.defaults.get("fused"))
     res["compile"] = compile_kw if name in COMPILE_MODES else None
+    res["compiled"] = step.forward is not model
+    if compile_note:
+        res["compile_note"] = compile_note
+    if name.endswith("_nofeeder"):
+        res["feeder"] = f"precomputed on {device.type} ({feeder.masked_batches} batches)"
     res["skipped_steps"] = step.skipped_total
     return res
 
@@ -397,6 +834,13 @@ def run_hf(args, name: str) -> dict:
         return float(loss.detach()), batch["num_tokens"]
     try:
         res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start)
+        if args.profile:
+            try:
+                res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start,
+                                                 opt=opt)
+            except Exception as e:  # noqa: BLE001
+                res["profile"] = {"status": "error", "error": f"{type(e).__name__}: {e}",
+                                  "traceback": traceback.format_exc()[-2000:]}
     finally:
         feeder.close()
     res["fused_adamw"] = bool(opt.defaults.get("fused"))
@@ -414,7 +858,7 @@ def run_variant(args, name: str) -> dict:
         return run_ours(args, name)
     if name.startswith("hf"):
         return run_hf(args, name)
-    raise ValueError(f"unknown variant {name!r}; choose from {ALL_VARIANTS}")
+    raise ValueError(f"unknown variant {name!r}; choose from {ALL_VARIANTS + OPTIONAL_VARIANTS}")
 
 
 def run_variant_safely(args, name: str) -> dict:
@@ -453,7 +897,10 @@ def run_child(args, name: str, remaining: float) -> dict:
     cap = min(args.cap_s, remaining)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name,
            "--cap-s", str(cap), "--warmup", str(args.warmup), "--steps", str(args.steps),
-           "--batch", str(args.batch), "--seq", str(args.seq)] + (["--smoke"] if args.smoke else [])
+           "--batch", str(args.batch), "--seq", str(args.seq), "--out", str(args.out)] + (
+               ["--smoke"] if args.smoke else [])
+    if args.profile:
+        cmd += ["--profile", "--profile-steps", str(args.profile_steps)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, cwd=str(REPO))
     killed = threading.Event()
@@ -523,7 +970,8 @@ def write_json(path: Path, obj: dict) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "train_gpu.json"))
-    ap.add_argument("--variants", default=None, help=f"comma list from {ALL_VARIANTS}")
+    ap.add_argument("--variants", default=None,
+                    help=f"comma list from {ALL_VARIANTS + OPTIONAL_VARIANTS}")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes, a few steps")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seq", type=int, default=512)
@@ -536,11 +984,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--isolate", dest="isolate", action="store_true", default=None,
                     help="one subprocess per variant (default on GPU)")
     ap.add_argument("--no-isolate", dest="isolate", action="store_false")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed steps: host-phase timers + torch.profiler breakdown "
+                         "(variants.<name>.profile) and <out>.<name>.trace.json.gz")
+    ap.add_argument("--profile-steps", type=int, default=6, help="steps recorded by the profiler")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.smoke:
         args.warmup, args.steps = min(args.warmup, 2), min(args.steps, 3)
+        args.profile_steps = min(args.profile_steps, 2)
 
     if args.child:   # subprocess mode: run one variant, print its JSON on one tagged line
         res = run_variant_safely(args, args.child)
@@ -549,9 +1002,9 @@ def main(argv=None) -> dict:
 
     t_begin = time.perf_counter()
     names = args.variants.split(",") if args.variants else (SMOKE_VARIANTS if args.smoke else ALL_VARIANTS)
-    bad = [n for n in names if n not in ALL_VARIANTS]
+    bad = [n for n in names if n not in ALL_VARIANTS + OPTIONAL_VARIANTS]
     if bad:
-        ap.error(f"unknown variant(s) {bad}; choose from {ALL_VARIANTS}")
+        ap.error(f"unknown variant(s) {bad}; choose from {ALL_VARIANTS + OPTIONAL_VARIANTS}")
     isolate = args.isolate if args.isolate is not None else (torch.cuda.is_available() and not args.smoke)
     cfg, B, T = shapes(args)
     out = Path(args.out)
@@ -559,7 +1012,7 @@ def main(argv=None) -> dict:
                "config": {"model": cfg.to_dict(), "batch": B, "seq": T, "mask_prob": 0.15,
                           "dropout": cfg.dropout, "amp": "bf16" if device_of(args).type == "cuda" else "fp32",
                           "warmup_steps": args.warmup, "timed_steps": args.steps,
-                          "isolate": isolate},
+                          "isolate": isolate, "profile": args.profile},
                "flops_per_token": cfg.flops_per_token(T, 0.15),
                "flops_per_token_dense_head": cfg.flops_per_token(T, 0.15, dense_head=True),
                "variants": {}}
@@ -583,7 +1036,7 @@ def main(argv=None) -> dict:
         results["summary"] = summarize(results, cfg, T, args.peak_tflops * 1e12)
         write_json(out, results)
         brief = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()
-                 if k not in ("traceback", "output_tail", "loss_first_last")}
+                 if k not in ("traceback", "output_tail", "loss_first_last", "profile")}
         if "mfu" in res:
             brief["mfu"] = round(res["mfu"], 3)
         log(f"{name}: {brief}")
@@ -603,6 +1056,12 @@ def main(argv=None) -> dict:
             keys = ("pass", "max_abs_diff", "loss_rel_err", "grad_rel_err_global",
                     "grad_rel_err_max_tensor", "tflops", "status", "error")
             log(f"{name:26s} " + ", ".join(f"{k}={r[k]}" for k in keys if k in r))
+    if args.profile:
+        log("-" * 70 + " profile (ms per step)")
+        for name, r in results["variants"].items():
+            if "profile" in r:
+                for line in format_profile(name, r["profile"]):
+                    log(line)
     log(f"summary: {json.dumps(s, default=str)}")
     log(f"wrote {out} in {results['total_wall_s']:.0f}s")
     return results
