@@ -549,16 +549,21 @@ def _analyse_profile(prof, steps: int, cuda: bool) -> dict:
     main_tid = None
     ann: dict[str, list[tuple[int, int]]] = {}
     gpu = []   # (start_ns, end_ns, name, stream)
+    def attr(e, method: str, default=None):
+        # _KinetoEvent's methods differ across torch versions (2.11 has no activity_type).
+        fn = getattr(e, method, None)
+        return fn() if callable(fn) else default
+
     for e in events:
         name = e.name()
-        at = str(e.activity_type())
+        at = str(attr(e, "activity_type", ""))
         if name.startswith("bench::") and e.device_type() == torch.autograd.DeviceType.CPU:
             ann.setdefault(name[len("bench::"):], []).append((e.start_ns(), e.end_ns()))
             if name == "bench::step":
                 main_tid = e.start_thread_id()
             continue
         if at in GPU_ACTIVITIES or (e.device_type() == torch.autograd.DeviceType.CUDA
-                                    and not e.is_user_annotation()
+                                    and not attr(e, "is_user_annotation", False)
                                     and not at.startswith("gpu_user")):
             if name.startswith(("bench::", "ProfilerStep")):
                 continue
