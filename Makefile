@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/roberta build-corpus --root $(ROOT) corpus/sample/
-	$(BIN)/roberta train-tokenizer --root $(ROOT) --vocab-size 8000
-	$(BIN)/roberta shard-corpus --root $(ROOT) --block-size 128
+	$(BIN)/roberta pipeline --root $(ROOT) corpus/sample/ --vocab-size 8000 \
+		--block-size 128 --config tiny --steps 300 \
+		--seeds 1,2 --lrs 1e-3 --batch-sizes 8 --epochs 4
 
 test: $(STAMP)
 	CI=$${CI:-} $(BIN)/python -m pytest tests

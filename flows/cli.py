@@ -148,6 +148,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runner(p, default="threads")
     p.set_defaults(handler=_finetune_eval)
 
+    p = sub.add_parser("pipeline", help="all five stages, each skipped when already done",
+                       description="build-corpus → train-tokenizer → shard-corpus → pretrain → "
+                       "finetune-eval under one run root; a rerun skips finished stages and "
+                       "resumes an interrupted pretraining run.")
+    _add_root(p)
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="build-corpus inputs (default: the bundled sample crawl)")
+    p.add_argument("--vocab-size", type=int, default=50265, help="BPE vocabulary size")
+    p.add_argument("--format", default="full-sentences",
+                   choices=["full-sentences", "doc-sentences", "segment-pair", "sentence-pair"],
+                   help="shard-corpus input format (default: %(default)s)")
+    p.add_argument("--block-size", type=int, default=512, help="tokens per block")
+    p.add_argument("--config", default="base", choices=["tiny", "small", "base", "large"],
+                   help="pretrain preset (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="pretrain updates (default: preset)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="SEQS",
+                   help="sequences per update (default: preset)")
+    p.add_argument("--train-workers", type=int, default=1, metavar="N",
+                   help="Ray Train workers (default: %(default)s)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                   help="Ray cluster for the fan-outs and training (default: local)")
+    p.add_argument("--tasks", default=None,
+                   help="finetune-eval tasks (default: glue, or sst2,squad1 with synthetic data)")
+    p.add_argument("--data-dir", default="synthetic", metavar="DIR",
+                   help="task data, or 'synthetic' for generated stand-ins (default)")
+    p.add_argument("--seeds", type=_int_list, default=None, metavar="1,2,3")
+    p.add_argument("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5")
+    p.add_argument("--batch-sizes", type=_int_list, default=None, metavar="16,32")
+    p.add_argument("--epochs", type=int, default=None)
+    p.set_defaults(handler=_pipeline)
+
     p = sub.add_parser("results", help="print the results table",
                        description="Print RUN_DIR/results/results.parquet, newest rows last.")
     _add_root(p)
@@ -192,14 +224,50 @@ def _finetune_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline
+    from flows.progress import cli_progress
+
+    try:
+        with cli_progress():
+            out = pipeline(inputs=args.inputs or None, root=args.root,
+                           vocab_size=args.vocab_size, format=args.format,
+                           block_size=args.block_size, config=args.config, steps=args.steps,
+                           batch_size=args.batch_size, train_workers=args.train_workers,
+                           gpu=args.gpu, address=args.address, tasks=args.tasks,
+                           data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
+                           batch_sizes=args.batch_sizes, epochs=args.epochs)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"roberta pipeline: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from rich.console import Console
+
+    from evaluation.results import print_results
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    print_results(args.root, console=console)
+    if out["synthetic_tasks"]:
+        console.print("[dim]Tasks are synthetic stand-ins in GLUE/SQuAD format (no task data "
+                      "given): the scores show the harness learns, the paper's columns are for "
+                      "reference only.[/]")
+    if out["skipped"]:
+        console.print(f"already done, skipped: {', '.join(out['skipped'])}")
+    console.print("[bold]Where everything is[/]")
+    for name, path in out["artifacts"].items():
+        console.print(f"  {name:16s} {Path(path).resolve()}")
+    return EXIT_PARTIAL if out["failed_jobs"] else EXIT_OK
+
+
 def _results(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from evaluation.results import paths, print_results
 
     if not Path(paths(args.root)["parquet"]).exists():
         print(f"roberta results: no results under {args.root}: run finetune-eval first",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    print_results(args.root)
+    print_results(args.root, console=Console(width=None if sys.stdout.isatty() else 160))
     return EXIT_OK
 
 
@@ -296,10 +364,12 @@ def _print_corpus_summary(summary: dict) -> None:
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
-    """The CLI shows its own progress and summary; Prefect's per-run console logs stay
-    available with --verbose, and always go to the Prefect API (UI) when a server is set."""
+    """The CLI shows its own progress and summary; Prefect's per-run console logs and Ray
+    workers' logs stay available with --verbose, and always reach the Prefect UI and the Ray
+    dashboard."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("ROBERTA_RAY_LOG_TO_DRIVER", "0")
     # An ephemeral server on an offline machine should not try to phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

@@ -77,11 +77,18 @@ def test_deploy_all_and_run_build_corpus_sample(prefect_server, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     api = env["PREFECT_API_URL"]
-    for name in ("build-corpus/sample", "build-corpus/cc-news", "train-tokenizer/default",
-                 "shard-corpus/default"):
+    names = ("build-corpus/sample", "build-corpus/cc-news", "train-tokenizer/default",
+             "shard-corpus/default", "pretrain/base", "pretrain/tiny", "finetune-eval/nightly",
+             "pipeline/sample")
+    deployments = {}
+    for name in names:
         with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=10) as resp:
-            deployment = json.load(resp)
-        assert deployment["work_pool_name"] == "local-process", name
+            deployments[name] = json.load(resp)
+        assert deployments[name]["work_pool_name"] == "local-process", name
+    schedules = deployments["finetune-eval/nightly"]["schedules"]
+    assert [s["schedule"]["cron"] for s in schedules] == ["0 2 * * *"]
+    assert schedules[0]["schedule"]["timezone"] == "UTC"
+    assert deployments["pretrain/base"]["parameters"]["config"] == "base"
 
     root = tmp_path / "run"
     run = subprocess.run([PREFECT, "deployment", "run", "build-corpus/sample",

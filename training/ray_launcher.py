@@ -179,6 +179,8 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
     started_ray = False
     if not ray.is_initialized():
         kw = dict(ray_init_kwargs or {})
+        # Worker logs stay in the Ray dashboard; the CLI turns their echo off unless -v.
+        kw.setdefault("log_to_driver", os.environ.get("ROBERTA_RAY_LOG_TO_DRIVER", "1") != "0")
         if runtime_env:
             kw["runtime_env"] = runtime_env
         if address:

@@ -1,0 +1,45 @@
+"""`roberta pipeline` (what `make demo` runs): all five stages on the bundled sample, then a
+rerun that skips every finished stage."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+DEMO_ARGS = ["--vocab-size", "4000", "--block-size", "128", "--config", "tiny", "--steps", "60",
+             "--seeds", "1", "--lrs", "1e-3", "--batch-sizes", "8", "--epochs", "4"]
+
+
+def pipeline(root, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", "pipeline", "--root", str(root),
+                           str(REPO / "corpus" / "sample"), *DEMO_ARGS, *extra],
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_pipeline_end_to_end_then_rerun_skips(tmp_path):
+    run = pipeline(tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    for path in ("corpus/dedup_report.json", "tokenizer/tokenizer.json", "shards/manifest.json",
+                 "pretrain/tiny/loss.png", "results/results.parquet", "results/results.png"):
+        assert (tmp_path / path).exists(), path
+    checkpoint = tmp_path / "pretrain" / "tiny" / "checkpoints" / "step-00000060"
+    assert json.loads((checkpoint / "checkpoint.json").read_text())["step"] == 60
+    rows = pq.read_table(tmp_path / "results" / "results.parquet").to_pylist()
+    assert {r["task"] for r in rows} == {"sst2", "squad1"}
+    assert all(r["error"] is None and r["checkpoint"] == str(checkpoint) for r in rows)
+    assert "Where everything is" in run.stdout and str(checkpoint) in run.stdout
+
+    started = time.time()
+    again = pipeline(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert ("already done, skipped: build-corpus, train-tokenizer, shard-corpus, pretrain"
+            in again.stdout)
+    assert time.time() - started < 120
