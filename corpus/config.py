@@ -48,6 +48,10 @@ class CorpusConfig:
     dedup_threshold: float = 0.8               # Jaccard threshold for near duplicates
     docs_per_part: int = 100_000               # rows per corpus/documents/part-*.parquet
 
+    # Which corpus the documents belong to (the `corpus_name` column): build-corpus reads
+    # WARCs of CC-NEWS by default; import-corpus sets it from --name.
+    corpus_name: str = "cc-news"
+
     extra: dict = field(default_factory=dict)  # free-form, recorded in manifests
 
     def to_dict(self) -> dict:

@@ -179,8 +179,10 @@ def deduplicate(root, config: CorpusConfig | None = None) -> dict:
         _group_edges(key_codes(ranked_ids)),
         _group_edges(key_codes(np.asarray(meta.column("content_hash").to_pylist(), object)[rank_order]
                                if n else [])),
-        _group_edges(key_codes([normalize_url(u) for u in
-                                np.asarray(meta.column("url").to_pylist(), object)[rank_order]] if n else [])),
+        # Imported documents may have no URL: an empty URL is no key (it joins nothing).
+        _group_edges(key_codes([normalize_url(u) if u else f"\0no-url-{i}" for i, u in
+                                enumerate(np.asarray(meta.column("url").to_pylist(), object)[rank_order])]
+                               if n else [])),
     ]
     ea = np.concatenate([e[0] for e in exact_edges]) if n else np.zeros(0, np.int64)
     eb = np.concatenate([e[1] for e in exact_edges]) if n else np.zeros(0, np.int64)
@@ -247,6 +249,8 @@ def _write_documents(fs, base: str, shards: list[str], sizes: list[int], keep: n
         if not mask.any():
             continue
         t = pq.read_table(path, filesystem=fs).drop(["minhash"]).filter(pa.array(mask))
+        if "corpus_name" not in t.column_names:  # a shard written before the column existed
+            t = t.append_column("corpus_name", pa.array(["cc-news"] * len(t), pa.string()))
         schema = t.schema
         parts = np.array([int(d[:8], 16) % n_parts for d in t.column("doc_id").to_pylist()])
         for p in np.unique(parts):

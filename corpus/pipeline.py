@@ -235,7 +235,7 @@ def _process_candidate(item, cfg: CorpusConfig, languages, name, iid, dups: InFi
                 "published": _parse_published(ex.date), "title": ex.title, "text": ex.text,
                 "lang": lang, "lang_score": score, "n_words": len(ex.text.split()),
                 "content_hash": content_hash(ex.text), "source": f"{name}@{item.offset}",
-                "source_offset": item.offset, "input_id": iid,
+                "source_offset": item.offset, "input_id": iid, "corpus_name": cfg.corpus_name,
                 "minhash": hasher.signature(ex.text),
             }
     if cfg.prefilter:

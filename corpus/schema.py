@@ -18,6 +18,10 @@ DOCUMENT_FIELDS = [
     pa.field("source", pa.string()),                       # "<input name>@<record offset>"
     pa.field("source_offset", pa.int64()),                 # byte offset of the WARC record
     pa.field("input_id", pa.string()),
+    # Which corpus the document came from ("cc-news", "wikipedia", "openwebtext", ...):
+    # build-corpus's CorpusConfig.corpus_name, import-corpus's --name. Mixture weights
+    # (train-tokenizer / shard-corpus --mix) and per-source token counts key on it.
+    pa.field("corpus_name", pa.string()),
 ]
 
 
