@@ -34,6 +34,17 @@ def _add_runner(p: argparse.ArgumentParser, default: str = "processes") -> None:
                         "implies --runner ray. Default: a local Ray instance when needed")
 
 
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    """The finetuning sweep, the paper's Table 10 unless overridden."""
+    p.add_argument("--seeds", type=_int_list, default=None, metavar="1,2,3",
+                   help="seeds (default: the paper's five)")
+    p.add_argument("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5",
+                   help="learning rates (default: the paper's Table 10 sweep)")
+    p.add_argument("--batch-sizes", type=_int_list, default=None, metavar="16,32",
+                   help="batch sizes (default: the paper's Table 10 sweep)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: Table 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roberta", description="RoBERTa pretraining pipeline: every subcommand is a "
@@ -134,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "newest pretrain checkpoint under RUN_DIR)")
     p.add_argument("--nightly", action="store_true",
                    help="evaluate the newest checkpoint without results; do nothing if none")
-    p.add_argument("--seeds", type=_int_list, default=None, metavar="1,2,3",
-                   help="seeds (default: the paper's five)")
-    p.add_argument("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5",
-                   help="learning rates (default: the paper's Table 10 sweep)")
-    p.add_argument("--batch-sizes", type=_int_list, default=None, metavar="16,32",
-                   help="batch sizes (default: the paper's Table 10 sweep)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: Table 10)")
+    _add_sweep(p)
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="at most N training examples per task (smoke runs)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None,
@@ -174,10 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finetune-eval tasks (default: glue, or sst2,squad1 with synthetic data)")
     p.add_argument("--data-dir", default="synthetic", metavar="DIR",
                    help="task data, or 'synthetic' for generated stand-ins (default)")
-    p.add_argument("--seeds", type=_int_list, default=None, metavar="1,2,3")
-    p.add_argument("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5")
-    p.add_argument("--batch-sizes", type=_int_list, default=None, metavar="16,32")
-    p.add_argument("--epochs", type=int, default=None)
+    _add_sweep(p)
     p.set_defaults(handler=_pipeline)
 
     p = sub.add_parser("results", help="print the results table",

@@ -9,14 +9,8 @@ from evaluation.finetune import finetune_and_evaluate, linear_schedule, run_job
 from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_squad, write_synthetic_sst2
 from tests.fixtures_eval import write_glue_fixture, write_race_fixture, write_squad_fixture
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # A 64-wide model is 3-10x faster on one thread than two on a shared 2-core box.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,13 @@ from training.loop import (PretrainConfig, PretrainConfigError, read_metrics, re
 from training.shard_reader import ShardReader
 from training.step import NonFiniteLossError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="session")
 def shards_root(tmp_path_factory):
     return sample_shards_root(tmp_path_factory.getbasetemp())
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # One intra-op thread: on a busy 2-core box, 2 spinning OpenMP threads are ~10x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def small_config(root, run, **kw) -> PretrainConfig:
