@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep fetched remote WARCs after their shard is written")
     p.set_defaults(handler=_build_corpus)
 
+    from flows.import_corpus_cli import add_arguments as add_import_arguments
+    from flows.import_corpus_cli import run_from_cli as run_import_corpus
+
+    p = sub.add_parser("import-corpus", help="text, JSONL, Parquet, OpenWebText, Wikipedia → "
+                       "documents", description="Import corpora that come as files (the "
+                       "paper's Wikipedia, OpenWebText, BookCorpus/Stories-style text) into "
+                       "RUN_DIR/corpus/ as source NAME, with build-corpus's language, quality "
+                       "and dedup steps; dedup runs over every source in the run root.")
+    add_import_arguments(p)
+    p.set_defaults(handler=run_import_corpus)
+
     p = sub.add_parser("train-tokenizer", help="corpus → 50K byte-level BPE",
                        description="Train RoBERTa's byte-level BPE on RUN_DIR/corpus/documents "
                        "and write tokenizer.json, vocab.json and merges.txt to RUN_DIR/tokenizer/.")

@@ -1,0 +1,348 @@
+"""Readers for corpora that come as files, not WARCs: each turns one input file into records.
+
+    read_text        plain text: the whole file is one document, or (blank_lines=True)
+                     documents are separated by blank lines (BookCorpus/STORIES style)
+    read_jsonl       JSON Lines with a named text column (+ optional id/url/title columns)
+    read_parquet     Parquet with a named text column (+ optional id/url/title columns)
+    read_archive     OpenWebText-style tar / tar.gz / tar.xz of text files, nested archives
+                     (OWT's `urlsf_subset*.xz` inside `openwebtext.tar.xz`) followed
+    read_wikipedia   a MediaWiki dump `pages-articles*.xml.bz2`, streamed with bz2 +
+                     iterparse (elements cleared as they are read); redirects and pages
+                     outside the article namespace are records with their own outcome
+
+A reader yields `Record`s in file order; each is one record read. A record that is already
+decided (a line that is not JSON, a broken archive member, a redirect) carries its
+`outcome` and, for damage, an `error` naming the place in the file; the caller counts it.
+Damage that ends a stream (invalid XML, a truncated compressed stream) is one record too,
+after the records read before it. Text is never None on an undecided record.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import re
+import tarfile
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from corpus.wikitext import wiki_to_text
+
+# Outcomes decided by the readers (before language and quality).
+BAD_RECORD = "bad_record"            # unparseable line / member / stream, with an error entry
+MISSING_TEXT = "missing_text"        # no text field, or not a string
+EMPTY_TEXT = "empty_text"            # text present but blank (after markup removal)
+WIKI_REDIRECT = "wiki_redirect"
+WIKI_NON_ARTICLE = "wiki_non_article"
+READER_OUTCOMES = [BAD_RECORD, MISSING_TEXT, EMPTY_TEXT, WIKI_REDIRECT, WIKI_NON_ARTICLE]
+
+FORMATS = ("auto", "text", "text-blank-lines", "jsonl", "parquet", "owt", "wikipedia")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".xz")
+
+
+@dataclass
+class Record:
+    text: str | None
+    where: str                 # place in the input: "line 12", "member a/b.txt", "page 7"
+    offset: int                # record number within the input (0-based)
+    key: str | None = None     # a stable id given by the input (id column, wiki page id)
+    url: str = ""
+    title: str = ""
+    outcome: str | None = None
+    error: str | None = None
+
+
+def detect_format(name: str) -> str:
+    """The reader for a file name (used by --format auto)."""
+    n = name.lower()
+    for suffix in (".gz", ".bz2", ".xz", ".zst"):
+        if n.endswith(suffix) and re.search(r"\.(xml|jsonl|ndjson|json|txt)" + re.escape(suffix) + "$", n):
+            n_inner = n[: -len(suffix)]
+            break
+    else:
+        n_inner = n
+    if n_inner.endswith(".xml"):
+        return "wikipedia"
+    if n_inner.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if n.endswith(".parquet"):
+        return "parquet"
+    if n.endswith(ARCHIVE_SUFFIXES):
+        return "owt"
+    return "text"
+
+
+def open_text_stream(path, name: str):
+    """Binary stream of a possibly compressed file, chosen by the input's name."""
+    n = name.lower()
+    if n.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if n.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    if n.endswith(".xz"):
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _decode(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+# ---------------------------------------------------------------- plain text
+
+def read_text(path, name: str, blank_lines: bool = False) -> Iterator[Record]:
+    """One document per file, or documents separated by blank lines."""
+    try:
+        with open_text_stream(path, name) as f:
+            if not blank_lines:
+                data = f.read()
+                text = _decode(data)
+                if text is None:
+                    yield Record(None, "file", 0, outcome=BAD_RECORD, error="not UTF-8 text")
+                else:
+                    yield Record(text, "file", 0)
+                return
+            block: list[str] = []
+            start, n, offset = 1, 0, 0
+            for n, raw in enumerate(f, 1):
+                line = _decode(raw)
+                if line is None:
+                    yield Record(None, f"line {n}", offset, outcome=BAD_RECORD,
+                                 error=f"line {n}: not UTF-8")
+                    offset += 1
+                    continue
+                if line.strip():
+                    if not block:
+                        start = n
+                    block.append(line)
+                elif block:
+                    yield Record("".join(block).strip(), f"line {start}", offset)
+                    offset += 1
+                    block = []
+            if block:
+                yield Record("".join(block).strip(), f"line {start}", offset)
+    except (OSError, EOFError, lzma.LZMAError) as exc:  # a truncated/corrupt compressed file
+        yield Record(None, "stream", -1, outcome=BAD_RECORD, error=f"unreadable stream: {exc}")
+
+
+# ---------------------------------------------------------------- JSONL and Parquet
+
+@dataclass(frozen=True)
+class Columns:
+    text: str = "text"
+    id: str | None = "id"      # optional columns: used when present
+    url: str | None = "url"
+    title: str | None = "title"
+
+
+def _row_record(row: dict, cols: Columns, where: str, offset: int) -> Record:
+    text = row.get(cols.text)
+    key = row.get(cols.id) if cols.id else None
+    url = row.get(cols.url) if cols.url else None
+    title = row.get(cols.title) if cols.title else None
+    rec = Record(text if isinstance(text, str) else None, where, offset,
+                 key=None if key is None else str(key),
+                 url=url if isinstance(url, str) else "",
+                 title=title if isinstance(title, str) else "")
+    if not isinstance(text, str):
+        rec.outcome = MISSING_TEXT
+        rec.error = (f"{where}: no {cols.text!r} field" if cols.text not in row
+                     else f"{where}: {cols.text!r} is {type(text).__name__}, not a string")
+    return rec
+
+
+def read_jsonl(path, name: str, cols: Columns = Columns()) -> Iterator[Record]:
+    offset = 0
+    try:
+        with open_text_stream(path, name) as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue  # blank lines are not records
+                try:
+                    row = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    yield Record(None, f"line {n}", offset, outcome=BAD_RECORD,
+                                 error=f"line {n}: not JSON: {exc}")
+                else:
+                    if isinstance(row, dict):
+                        yield _row_record(row, cols, f"line {n}", offset)
+                    else:
+                        yield Record(None, f"line {n}", offset, outcome=BAD_RECORD,
+                                     error=f"line {n}: a JSON {type(row).__name__}, not an object")
+                offset += 1
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        yield Record(None, "stream", -1, outcome=BAD_RECORD, error=f"unreadable stream: {exc}")
+
+
+def read_parquet(path, name: str, cols: Columns = Columns(), batch_size: int = 1024
+                 ) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
+        yield Record(None, "file", -1, outcome=BAD_RECORD, error=f"not a Parquet file: {exc}")
+        return
+    names = pf.schema_arrow.names
+    if cols.text not in names:
+        # Every row is a record without text: counted, with one error naming the file.
+        for i in range(pf.metadata.num_rows):
+            yield Record(None, f"row {i}", i, outcome=MISSING_TEXT,
+                         error=None if i else f"no column {cols.text!r} (columns: {names})")
+        return
+    wanted = [c for c in (cols.text, cols.id, cols.url, cols.title) if c and c in names]
+    offset = 0
+    for batch in pf.iter_batches(batch_size=batch_size, columns=list(dict.fromkeys(wanted))):
+        for row in batch.to_pylist():
+            yield _row_record(row, cols, f"row {offset}", offset)
+            offset += 1
+
+
+# ---------------------------------------------------------------- OpenWebText-style archives
+
+def _is_archive(member: str) -> bool:
+    return member.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def read_archive(path, name: str, max_depth: int = 3) -> Iterator[Record]:
+    """Every regular file in the archive is one document; nested archives are opened."""
+    counter = [0]
+    with open(path, "rb") as f:
+        yield from _read_tar(f, "", counter, max_depth)
+
+
+def _read_tar(fileobj, prefix: str, counter: list[int], depth: int) -> Iterator[Record]:
+    def bad(where: str, msg: str) -> Record:
+        rec = Record(None, where, counter[0], outcome=BAD_RECORD, error=f"{where}: {msg}")
+        counter[0] += 1
+        return rec
+
+    try:
+        tar = tarfile.open(fileobj=fileobj, mode="r|*")
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as exc:
+        yield bad(f"member {prefix.rstrip('/') or '(archive)'}", f"not a readable tar archive: {exc}")
+        return
+    members = iter(tar)
+    while True:
+        try:
+            member = next(members)
+        except StopIteration:
+            break
+        except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            yield bad(f"member {prefix}(after the last good one)", f"archive damaged: {exc}")
+            break
+        if not member.isfile():
+            continue
+        where = f"member {prefix}{member.name}"
+        try:
+            data = tar.extractfile(member).read()
+        except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            yield bad(where, f"truncated or damaged: {exc}")
+            break  # a stream cannot resynchronise after a damaged member
+        if _is_archive(member.name) and depth > 0:
+            yield from _read_tar(io.BytesIO(data), f"{prefix}{member.name}/", counter, depth - 1)
+            continue
+        text = _decode(data)
+        if text is None:
+            yield bad(where, "not UTF-8 text")
+            continue
+        yield Record(text, where, counter[0], key=f"{prefix}{member.name}")
+        counter[0] += 1
+
+
+# ---------------------------------------------------------------- Wikipedia dumps
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def read_wikipedia(path, name: str, namespaces: tuple[int, ...] = (0,)) -> Iterator[Record]:
+    """Pages of a `pages-articles*.xml(.bz2)` dump, streamed. Articles (namespace 0, not a
+    redirect) come with their markup turned into plain text (corpus.wikitext); redirects
+    and other namespaces are records with outcomes wiki_redirect / wiki_non_article."""
+    base_url = ""
+    offset = 0
+    stream = open_text_stream(path, name)
+    try:
+        context = ET.iterparse(stream, events=("start", "end"))
+        root = None
+        for event, elem in context:
+            if root is None:
+                root = elem
+            if event != "end":
+                continue
+            tag = _local(elem.tag)
+            if tag == "base" and not base_url and elem.text:  # siteinfo: .../wiki/Main_Page
+                base_url = elem.text.rsplit("/", 1)[0] + "/"
+            elif tag == "page":
+                yield _page_record(elem, offset, base_url, namespaces)
+                offset += 1
+                root.clear()  # drop the finished page (and siblings) from the tree
+    except ET.ParseError as exc:
+        line, col = exc.position
+        yield Record(None, f"line {line}", offset, outcome=BAD_RECORD,
+                     error=f"invalid XML at line {line}, column {col}: {exc}")
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        yield Record(None, "stream", offset, outcome=BAD_RECORD,
+                     error=f"unreadable stream after {offset} pages: {exc}")
+    finally:
+        stream.close()
+
+
+def _page_record(page, offset: int, base_url: str, namespaces) -> Record:
+    title, ns, page_id, text, redirect = "", 0, None, None, False
+    for child in page:
+        tag = _local(child.tag)
+        if tag == "title":
+            title = child.text or ""
+        elif tag == "ns":
+            try:
+                ns = int(child.text or 0)
+            except ValueError:
+                ns = -1
+        elif tag == "id":
+            page_id = child.text
+        elif tag == "redirect":
+            redirect = True
+        elif tag == "revision":
+            for sub in child:
+                if _local(sub.tag) == "text":
+                    text = sub.text or ""
+    url = f"{base_url}{title.replace(' ', '_')}" if base_url and title else ""
+    rec = Record(None, f"page {offset}", offset, key=f"page:{page_id}" if page_id else None,
+                 url=url, title=title)
+    if ns not in namespaces:
+        rec.outcome = WIKI_NON_ARTICLE
+    elif redirect or (text or "").lstrip()[:9].upper() == "#REDIRECT":
+        rec.outcome = WIKI_REDIRECT
+    elif text is None:
+        rec.outcome, rec.error = MISSING_TEXT, f"page {offset} ({title!r}): no revision text"
+    else:
+        rec.text = wiki_to_text(text)
+    return rec
+
+
+def read_records(path, name: str, fmt: str, cols: Columns = Columns()) -> Iterator[Record]:
+    """The reader for `fmt` (auto: by the input's name)."""
+    if fmt == "auto":
+        fmt = detect_format(name)
+    if fmt == "text":
+        return read_text(path, name, blank_lines=False)
+    if fmt == "text-blank-lines":
+        return read_text(path, name, blank_lines=True)
+    if fmt == "jsonl":
+        return read_jsonl(path, name, cols)
+    if fmt == "parquet":
+        return read_parquet(path, name, cols)
+    if fmt == "owt":
+        return read_archive(path, name)
+    if fmt == "wikipedia":
+        return read_wikipedia(path, name)
+    raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")

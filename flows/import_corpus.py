@@ -1,0 +1,162 @@
+"""The `import-corpus` flow: non-WARC inputs (Wikipedia dumps, OpenWebText archives, text,
+JSONL, Parquet) → per-input shards (fan-out) → the global dedup over every shard under the
+run root, WARC-built ones included, so a document found in two sources is kept once.
+
+Thin like build-corpus: the readers and the per-file step live in `corpus/`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import as_completed
+
+from corpus.config import CorpusConfig
+from flows.build_corpus import BuildCorpusError, corpus_options, deduplicate_corpus
+from flows.progress import FlowProgress
+from flows.runtime import make_task_runner
+
+
+@task(name="import-file")
+def import_input(location: str, root: str, name: str, fmt: str, columns: dict, options: dict,
+                 keep_downloads: bool, download_retries: int) -> dict:
+    """One input file → `corpus/shards/<input-id>.parquet` + manifest. Skips finished inputs."""
+    from corpus.import_inputs import ImportSource, fetch_import
+    from corpus.import_pipeline import process_import
+    from corpus.importers import Columns
+    from corpus.inputs import remove_download
+    from corpus.pipeline import is_done, manifest_path
+
+    source = ImportSource(location)
+    if is_done(root, source.input_id):
+        return json.loads(Path(manifest_path(root, source.input_id)).read_text())
+    downloads = Path(root) / "corpus" / "downloads"
+    local = fetch_import(source, downloads, retries=download_retries)
+    manifest = process_import(local, root, name, CorpusConfig.from_dict(options), fmt=fmt,
+                              columns=Columns(**columns), input_name=location,
+                              input_id=source.input_id)
+    if not keep_downloads:
+        remove_download(local, downloads)
+    return manifest
+
+
+@flow(name="import-corpus-shards")
+def import_shards(locations: list[str], root: str, name: str, fmt: str, columns: dict,
+                  options: dict, keep_downloads: bool, download_retries: int
+                  ) -> tuple[list[dict], list[dict]]:
+    """The fan-out: one task per input file; a failed input becomes a row, not a failed flow."""
+    logger = get_run_logger()
+    progress = FlowProgress(len(locations), "input files imported")
+    futures = import_input.map(locations, root=unmapped(root), name=unmapped(name),
+                               fmt=unmapped(fmt), columns=unmapped(columns),
+                               options=unmapped(options), keep_downloads=unmapped(keep_downloads),
+                               download_retries=unmapped(download_retries))
+    by_future = {f.task_run_id: loc for f, loc in zip(futures, locations)}
+    manifests, failed = [], []
+    for future in as_completed(futures):
+        location = by_future[future.task_run_id]
+        try:
+            manifests.append(future.result())
+        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others
+            logger.error("input %s failed: %s", location, exc)
+            failed.append({"input": location, "error": f"{type(exc).__name__}: {exc}"})
+        progress.advance()
+    manifests.sort(key=lambda m: m["input_id"])
+    return manifests, failed
+
+
+@flow(name="import-corpus")
+def import_corpus(inputs: list[str], name: str, root: str = "runs/default", format: str = "auto",
+                  text_column: str = "text", id_column: str | None = "id",
+                  url_column: str | None = "url", title_column: str | None = "title",
+                  runner: str = "processes", workers: int | None = None,
+                  ray_address: str | None = None, options: dict | None = None,
+                  keep_downloads: bool = False, download_retries: int = 4) -> dict:
+    """Import files as corpus `name` under `<root>/corpus/`, then deduplicate every shard
+    there (all sources together).
+
+    Args:
+        inputs: files, directories, globs, http(s) URLs or pyarrow-filesystem URIs (s3://...).
+        name: the source name stored per document (`corpus_name`), e.g. wikipedia,
+            openwebtext, bookcorpus, stories; mixture weights refer to it.
+        root: the run root.
+        format: auto (by file name), text, text-blank-lines, jsonl, parquet, owt, wikipedia.
+        text_column / id_column / url_column / title_column: JSONL/Parquet fields (the
+            optional ones are used when present).
+        runner: `threads`, `processes` or `ray` (fan-out over input files).
+        workers: parallel workers (default: CPU cores).
+        ray_address: Ray cluster address for `runner="ray"`.
+        options: CorpusConfig overrides (languages, lang_threshold, min_words, ...).
+        keep_downloads: keep fetched remote files after processing.
+        download_retries: retries (exponential backoff) per remote file.
+    """
+    from corpus.import_inputs import resolve_import_inputs
+    from corpus.importers import FORMATS
+
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
+    if not name or any(c in name for c in "=,/ "):
+        raise ValueError(f"bad corpus name {name!r}: a short word such as 'wikipedia'")
+    options = corpus_options(**(options or {}))
+    columns = {"text": text_column, "id": id_column, "url": url_column, "title": title_column}
+    sources = resolve_import_inputs(inputs)
+    get_run_logger().info("import-corpus %s: %d input files → %s", name, len(sources), root)
+    task_runner = make_task_runner(runner, workers, ray_address)
+    manifests, failed = import_shards.with_options(task_runner=task_runner)(
+        [s.location for s in sources], root, name, format, columns, options, keep_downloads,
+        download_retries)
+    if not manifests:
+        raise BuildCorpusError("no input could be imported: " + "; ".join(
+            f"{f['input']}: {f['error']}" for f in failed))
+    report = deduplicate_corpus(root, options)
+    summary = summarize_import(manifests, failed, report, root, name)
+    summary["documents_by_source"] = documents_by_source(root)
+    _publish(summary)
+    return summary
+
+
+def summarize_import(manifests: list[dict], failed: list[dict], report: dict, root: str,
+                     name: str) -> dict:
+    """Outcomes of this run's records; dedup counts are over the whole corpus (every
+    source), so they are reported beside them rather than subtracted from `kept`."""
+    outcomes: dict[str, int] = {}
+    for m in manifests:
+        for outcome, n in m["counts"].items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    return {"name": name, "inputs": len(manifests), "failed_inputs": failed,
+            "records": sum(m["records_read"] for m in manifests),
+            "errors": [e for m in manifests for e in m.get("errors", [])],
+            "outcomes": outcomes, "dedup": report["counts"],
+            "documents": report["counts"]["documents_kept"],
+            "documents_dir": str(Path(root) / "corpus" / "documents")}
+
+
+def documents_by_source(root: str) -> dict[str, int]:
+    """Documents per corpus_name in the deduplicated corpus."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from corpus import storage
+
+    fs, base = storage.resolve(root)
+    table = ds.dataset(storage.join(base, "corpus", "documents"), filesystem=fs,
+                       format="parquet").to_table(columns=["corpus_name"])
+    counts = pc.value_counts(table.column("corpus_name").fill_null("cc-news"))
+    return {c["values"]: c["counts"] for c in counts.to_pylist()}
+
+
+def _publish(summary: dict) -> None:
+    rows = [{"outcome": k, "records": v} for k, v in
+            sorted(summary["outcomes"].items(), key=lambda kv: -kv[1]) if v]
+    create_table_artifact(key="import-corpus-outcomes", table=rows,
+                          description=f"{summary['name']}: {summary['records']:,} records from "
+                          f"{summary['inputs']} files; corpus now {summary['documents']:,} documents")
+    lines = ["# Corpus by source (after dedup)", "", "| source | documents |", "|---|---|"]
+    lines += [f"| {k} | {v:,} |" for k, v in sorted(summary["documents_by_source"].items())]
+    if summary["errors"]:
+        lines += ["", "# Damaged records", "", "| file | where | error |", "|---|---|---|"]
+        lines += [f"| {e.get('file')} | {e.get('where', e.get('offset'))} | {e.get('message')} |"
+                  for e in summary["errors"][:100]]
+    create_markdown_artifact(key="import-corpus-report", markdown="\n".join(lines))
