@@ -1,0 +1,310 @@
+"""The `ablations` flow: the paper's Section 4 comparisons (Tables 1–3, §4.4) on a run root's
+corpus at a chosen scale, with the paper's numbers beside ours.
+
+    <root>/corpus/documents + <root>/tokenizer        (from build-corpus, train-tokenizer)
+    <root>/ablations/_data/<data-id>/                 one shard set per (format, masks,
+        corpus -> <root>/corpus, tokenizer -> <root>/tokenizer (or its own char-level BPE),
+        shards/                                       tokenizer, block size)
+    <root>/ablations/<arm>/                           one per arm
+        corpus, tokenizer, shards -> its shard set
+        pretrain/run-<hash>/                          the pretrain run (hash of its settings)
+        results/                                      finetune-eval's table and job cache
+        arm.json                                      written last: the arm is done
+    <root>/results/ablations/table{1,2,3}.{parquet,md,png}, bpe.{parquet,md,png}
+
+Which arms, how the paper's settings map to the chosen scale, and the paper's numbers live in
+`evaluation/ablations.py`. Shard sets are built first, one after another (arms share them);
+then the arms fan out on the chosen task runner (threads locally, one at a time by default;
+`ray` on a cluster runs them side by side). A rerun skips every arm whose `arm.json` holds
+the same settings, and resumes an interrupted pretrain run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.runtime import make_task_runner
+
+SYNTHETIC_DATA = "synthetic"
+ARM_FILE = "arm.json"
+SYNTHETIC_TASKS = "sst2,squad2"
+REAL_TASKS = "mnli,sst2,squad1,squad2,race"
+
+
+def _link(path: Path, target: Path) -> None:
+    """`path` -> `target` as a symlink, replacing a stale link (never a real directory)."""
+    if path.is_symlink():
+        if Path(os.readlink(path)) == target:
+            return
+        path.unlink()
+    elif path.exists():
+        raise FileExistsError(f"{path} exists and is not a link to {target}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target, target_is_directory=True)
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_synthetic_eval_data(data_dir: Path) -> Path:
+    """Learnable stand-ins in the real SST-2 / SQuAD 1.1 / 2.0 / RACE formats: their scores
+    show that each arm's encoder can be finetuned, not how good it is."""
+    from evaluation.synthetic import write_synthetic_race, write_synthetic_squad, write_synthetic_sst2
+
+    if not (data_dir / "SST-2" / "dev.tsv").exists():
+        write_synthetic_sst2(data_dir, n_train=300, n_dev=100, seed=0)
+    if not (data_dir / "SQuAD" / "dev-v1.1.json").exists():
+        write_synthetic_squad(data_dir, n_train=200, n_dev=50, seed=0, version=1)
+    if not (data_dir / "SQuAD" / "dev-v2.0.json").exists():
+        write_synthetic_squad(data_dir, n_train=200, n_dev=50, seed=1, version=2)
+    if not (data_dir / "RACE" / "dev").exists():
+        write_synthetic_race(data_dir, n_per_level=40, seed=0)
+    return data_dir
+
+
+@task(name="prepare-shards", task_run_name="shards-{data}")
+def prepare_data(root: str, data: str, arm: dict, scale: dict, shard_workers: int | None) -> str:
+    """`<root>/ablations/_data/<data>/`: the corpus (linked), the tokenizer (linked, or a
+    character-level BPE trained here) and the arm's shards (shard-corpus; skipped when done)."""
+    from flows.shard_corpus import shard_corpus_flow
+
+    base = Path(root)
+    d = base / "ablations" / "_data" / data
+    _link(d / "corpus", base / "corpus")
+    if arm["tokenizer"] == "char":
+        from corpus.char_bpe import train_char_tokenizer
+
+        if (d / "tokenizer").is_symlink():
+            (d / "tokenizer").unlink()
+        train_char_tokenizer(d, vocab_size=scale["char_vocab"], seed=scale["seed"])
+    else:
+        _link(d / "tokenizer", base / "tokenizer")
+    shard_corpus_flow(root=str(d), format=arm["format"], block_size=scale["block_size"],
+                      valid_fraction=scale["valid_fraction"],
+                      static_masks=scale["static_masks"] if arm["masking"] == "static" else 0,
+                      seed=scale["seed"], workers=shard_workers)
+    return str(d)
+
+
+def _last_valid_loss(run_dir: Path) -> float | None:
+    from training.loop import read_metrics
+
+    vals = [m["valid_loss"] for m in read_metrics(run_dir) if m.get("valid_loss") is not None]
+    return float(vals[-1]) if vals else None
+
+
+@task(name="ablation-arm", task_run_name="arm-{settings[arm]}")
+def run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
+    """One arm: pretrain on its shard set (resumed if interrupted), finetune-eval on the
+    tasks, `arm.json` last. Skipped when `arm.json` holds the same settings."""
+    from evaluation.ablations import settings_hash
+    from evaluation.tasks import get_task
+    from flows.finetune_eval import finetune_eval
+    from flows.pretrain import pretrain
+    from training.checkpoint import list_checkpoints
+
+    logger = get_run_logger()
+    base = Path(root)
+    arm_root = base / "ablations" / settings["arm"]
+    done_file = arm_root / ARM_FILE
+    key = {"settings": settings, "finetune": finetune}
+    if done_file.exists():
+        old = json.loads(done_file.read_text())
+        if old.get("key") == json.loads(json.dumps(key, default=str)):
+            logger.info("ablations: arm %s already done, skipped", settings["arm"])
+            return dict(old, skipped=True)
+    data = base / "ablations" / "_data" / settings["data"]
+    for name in ("corpus", "tokenizer", "shards"):
+        _link(arm_root / name, data / name)
+
+    run = f"run-{settings_hash(settings)}"
+    run_dir = arm_root / "pretrain" / run
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoints and checkpoints[-1][0] >= settings["steps"]:
+        checkpoint = checkpoints[-1][1]
+    else:
+        out = pretrain(root=str(arm_root), config=settings["config"], steps=settings["steps"],
+                       batch_size=settings["batch_size"],
+                       micro_batch_size=settings["micro_batch_size"], workers=train["workers"],
+                       gpu=train["gpu"], address=train["address"], run=run,
+                       resume=run_dir.exists(), checkpoint_every=0, keep_last=1, valid_every=0,
+                       valid_batches=settings["valid_batches"], seed=settings["seed"],
+                       masking=settings["masking"],
+                       optim_overrides={"peak_lr": settings["lr"],
+                                        "warmup_steps": settings["warmup_steps"]},
+                       use_ray=train["use_ray"])
+        checkpoint = Path(out["checkpoint"])
+    valid_loss = _last_valid_loss(run_dir)
+    manifest = json.loads((data / "shards" / "manifest.json").read_text())
+
+    evaluation = finetune_eval(root=str(arm_root), data_dir=finetune["data_dir"],
+                               tasks=finetune["tasks"], checkpoint=str(checkpoint),
+                               seeds=finetune["seeds"], lrs=finetune["lrs"],
+                               batch_sizes=finetune["batch_sizes"], epochs=finetune["epochs"],
+                               limit=finetune["limit"], device=finetune["device"],
+                               runner=finetune["runner"], workers=1,
+                               ray_address=finetune["ray_address"])
+    scores, metrics = {}, {}
+    for r in evaluation["rows"]:
+        spec = get_task(r["task"])
+        if r.get("value") is not None and not r.get("error"):
+            metrics.setdefault(spec.name, {})[r["metric"]] = r["value"]
+            if r["metric"] == spec.primary_metric:
+                scores[spec.name] = r["value"]
+    result = {"key": key, "settings": settings, "run_dir": str(run_dir),
+              "checkpoint": str(checkpoint), "valid_loss": valid_loss,
+              "ppl": math.exp(valid_loss) if valid_loss is not None else None,
+              "vocab_size": manifest["vocab_size"], "scores": scores, "metrics": metrics,
+              "failed_jobs": evaluation.get("failed_jobs", 0)}
+    _write_json_atomic(done_file, result)
+    return dict(result, skipped=False)
+
+
+@flow(name="ablation-arms")
+def run_arms(root: str, settings: list[dict], finetune: dict, train: dict) -> list[dict]:
+    futures = run_arm.map(unmapped(root), settings, unmapped(finetune), unmapped(train))
+    return [f.result() for f in futures]
+
+
+def write_tables(root: Path, tables: list[str], results: dict[str, dict], tasks: list[str],
+                 scale: dict) -> dict[str, dict[str, str]]:
+    """`<root>/results/ablations/<name>.{parquet,md,png}` per table, and Prefect artifacts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from evaluation.ablations import build_table, plot_table, to_markdown
+    from evaluation.tasks import get_task
+
+    out_dir = root / "results" / "ablations"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {t: get_task(t).primary_metric for t in tasks}
+    shown = {k: scale[k] for k in ("config", "batch_size", "steps", "lr", "block_size",
+                                   "byte_vocab", "char_vocab", "static_masks")}
+    written = {}
+    for t in tables:
+        name = "bpe" if t == "bpe" else f"table{t}"
+        rows = build_table(t, results, tasks)
+        cols = {k: [r.get(k) for r in rows] for k in rows[0]}
+        table = pa.table({k: pa.array([None if v is None else str(v) for v in vals])
+                          if k.startswith("paper_") and any(isinstance(v, str) for v in vals)
+                          else pa.array(vals) for k, vals in cols.items()})
+        tmp = out_dir / f".tmp-{name}.parquet"
+        pq.write_table(table, tmp)
+        os.replace(tmp, out_dir / f"{name}.parquet")
+        md = to_markdown(t, rows, tasks, shown, metrics)
+        (out_dir / f".tmp-{name}.md").write_text(md)
+        os.replace(out_dir / f".tmp-{name}.md", out_dir / f"{name}.md")
+        plot_table(t, rows, tasks, out_dir / f"{name}.png")
+        create_table_artifact(key=f"ablations-{name}", table=[
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in rows], description=md.splitlines()[0].lstrip("# "))
+        create_markdown_artifact(key=f"ablations-{name}-report",
+                                 markdown=md + f"\nChart: `{out_dir / (name + '.png')}`\n")
+        written[name] = {ext: str(out_dir / f"{name}.{ext}") for ext in ("parquet", "md", "png")}
+    return written
+
+
+@flow(name="ablations")
+def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str = "tiny",
+              steps: int | None = None, batch_size: int | None = None,
+              micro_batch_size: int | None = None, lr: float | None = None,
+              block_size: int = 128, static_masks: int = 10, char_vocab: int | None = None,
+              valid_sequences: int = 256, valid_fraction: float = 0.02,
+              tasks: str | None = None, data_dir: str = SYNTHETIC_DATA,
+              seeds: list[int] | None = None, lrs: list[float] | None = None,
+              finetune_batch_sizes: list[int] | None = None, epochs: int | None = None,
+              limit: int | None = None, device: str | None = None,
+              runner: str = "threads", workers: int | None = 1, ray_address: str | None = None,
+              train_workers: int = 1, gpu: bool = False, address: str | None = None,
+              use_ray: bool = True, shard_workers: int | None = None, seed: int = 0) -> dict:
+    """Rerun the paper's Section 4 comparisons on `<root>`'s corpus at a chosen scale.
+
+    Args:
+        root: a run root with `corpus/documents` and `tokenizer/` (the byte-level BPE).
+        tables: which comparisons: any of 1 (masking), 2 (input format/NSP), 3 (batch size),
+            bpe (§4.4 character- vs byte-level BPE).
+        config: model preset (tiny | small | base | large).
+        steps, batch_size, lr: the base arm's updates S, sequences per update b and peak lr L
+            (Table 3 adds 8b x S/8 @ 7L and 32b x S/32 @ 10L). Defaults: b = preset batch / 32
+            (at least 8), S = preset steps, L = preset peak lr / 10.
+        micro_batch_size: per forward/backward (default gcd(b, 16)).
+        block_size: tokens per block (the paper: 512).
+        static_masks: K of Table 1's static arm (the paper: 10).
+        char_vocab: §4.4's character-level vocabulary (default 0.6 x the root tokenizer's).
+        valid_sequences, valid_fraction: held-out sequences per perplexity; share of documents
+            held out.
+        tasks: finetune tasks (default: sst2,squad2 with synthetic data, else
+            mnli,sst2,squad1,squad2,race).
+        data_dir: task data directory, or `synthetic` for generated stand-ins.
+        seeds, lrs, finetune_batch_sizes, epochs, limit, device: finetune-eval sweep overrides
+            (default: the paper's Table 10 grid).
+        runner, workers, ray_address: task runner for the arms (threads | processes | ray).
+        train_workers, gpu, address, use_ray: pretrain on Ray Train (or in-process).
+        shard_workers: shard-corpus encoding processes.
+        seed: pretraining, shard and masking seed.
+    """
+    from corpus import bpe
+    from evaluation.ablations import arm_settings, arms_for, data_id, parse_tables, Scale
+    from evaluation.tasks import parse_tasks
+
+    logger = get_run_logger()
+    base = Path(root).resolve()
+    if not (base / "corpus" / "documents").is_dir():
+        raise FileNotFoundError(f"no corpus at {base / 'corpus' / 'documents'}: run build-corpus "
+                                "(or pipeline) on this root first")
+    info = bpe.load_info(base)
+    if info is None:
+        raise FileNotFoundError(f"no tokenizer at {base / 'tokenizer'}: run train-tokenizer first")
+    table_ids = parse_tables(tables)
+    arms = arms_for(table_ids)
+    scale = Scale.make(config, batch_size=batch_size, steps=steps, lr=lr,
+                       micro_batch_size=micro_batch_size, byte_vocab=int(info["vocab_size"]),
+                       char_vocab=char_vocab, block_size=block_size, static_masks=static_masks,
+                       valid_sequences=valid_sequences, valid_fraction=valid_fraction, seed=seed)
+    scale.check(arms)
+    if data_dir == SYNTHETIC_DATA:
+        eval_data = write_synthetic_eval_data(base / "ablations" / "eval-data")
+        tasks = tasks or SYNTHETIC_TASKS
+    else:
+        eval_data = Path(data_dir)
+        tasks = tasks or REAL_TASKS
+    task_names = [s.name for s in parse_tasks(tasks)]
+    logger.info("ablations: tables %s, %d arms at %s", table_ids, len(arms), scale.to_dict())
+
+    sd = scale.to_dict()
+    shard_sets = {}
+    for arm in arms:
+        shard_sets.setdefault(data_id(arm, scale), arm)
+    for data, arm in shard_sets.items():   # one after another: arms share them
+        prepare_data(str(base), data, dataclasses.asdict(arm), sd, shard_workers)
+
+    settings = [arm_settings(arm, scale) for arm in arms]
+    finetune = {"data_dir": str(eval_data), "tasks": ",".join(task_names), "seeds": seeds,
+                "lrs": lrs, "batch_sizes": finetune_batch_sizes, "epochs": epochs,
+                "limit": limit, "device": device,
+                "runner": "ray" if runner == "ray" else "threads", "ray_address": ray_address}
+    train = {"workers": train_workers, "gpu": gpu, "address": address, "use_ray": use_ray}
+    results = run_arms.with_options(task_runner=make_task_runner(runner, workers, ray_address))(
+        str(base), settings, finetune, train)
+    by_arm = {r["settings"]["arm"]: r for r in results}
+    skipped = [r["settings"]["arm"] for r in results if r.get("skipped")]
+    if skipped:
+        logger.info("ablations: already done, skipped: %s", ", ".join(skipped))
+    written = write_tables(base, table_ids, by_arm, task_names, sd)
+    return {"tables": written, "skipped": skipped,
+            "ran": [r["settings"]["arm"] for r in results if not r.get("skipped")],
+            "scale": sd, "tasks": task_names,
+            "arms": {a: {k: r.get(k) for k in ("ppl", "scores", "vocab_size", "run_dir")}
+                     for a, r in by_arm.items()}}
+
+
+__all__ = ["ablations", "run_arm", "prepare_data", "write_tables", "write_synthetic_eval_data"]
