@@ -165,7 +165,9 @@ def run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
               "ppl": math.exp(valid_loss) if valid_loss is not None else None,
               "vocab_size": manifest["vocab_size"], "scores": scores, "metrics": metrics,
               "failed_jobs": evaluation.get("failed_jobs", 0)}
-    _write_json_atomic(done_file, result)
+    tasks = [t for t in finetune["tasks"].split(",") if t]
+    if valid_loss is not None and all(t in scores for t in tasks):
+        _write_json_atomic(done_file, result)   # incomplete arms are retried on rerun
     return dict(result, skipped=False)
 
 

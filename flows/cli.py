@@ -141,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_arguments(p)
     p.set_defaults(handler=run_from_cli)
 
+    from flows.ablations_cli import add_arguments as add_ablations_arguments
+    from flows.ablations_cli import run_from_cli as run_ablations
+
+    p = sub.add_parser("ablations", help="the paper's Section 4 comparisons at a chosen scale",
+                       description="Rerun Tables 1-3 and Section 4.4 (masking, input format/NSP, "
+                       "batch size, BPE) on RUN_DIR's corpus: one pretrain + finetune-eval per "
+                       "arm, tables with the paper's numbers under RUN_DIR/results/ablations/.")
+    add_ablations_arguments(p)
+    p.set_defaults(handler=run_ablations)
+
     p = sub.add_parser("finetune-eval", help="finetune and evaluate on GLUE, SQuAD, RACE",
                        description="Finetune a checkpoint on each task over the paper's "
                        "hyperparameter sweep (Table 10), one job per (task, lr, batch, seed), "

@@ -1,0 +1,120 @@
+"""`roberta ablations`: arguments and the run. Kept apart from flows/ablations.py so that
+building the CLI's parser imports neither Prefect nor torch."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _float_list(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--root", default="./runs/default", metavar="RUN_DIR",
+      help="run root with corpus/documents and tokenizer/ (e.g. after `roberta pipeline`); "
+           "writes RUN_DIR/ablations/<arm>/ and RUN_DIR/results/ablations/ "
+           "(default: %(default)s)")
+    a("--tables", default="1,2,3,bpe",
+      help="comparisons: 1 (static vs dynamic masking), 2 (input format / NSP), 3 (batch size "
+           "at equal compute), bpe (char- vs byte-level BPE) (default: %(default)s)")
+    a("--config", default="tiny", choices=["tiny", "small", "base", "large"],
+      help="model preset (default: %(default)s)")
+    a("--steps", type=int, default=None, metavar="S",
+      help="updates of the base arm, a multiple of 32 (Table 3 runs S/8 and S/32) "
+           "(default: the preset's)")
+    a("--batch-size", type=int, default=None, metavar="B",
+      help="sequences per update of the base arm (Table 3 adds 8B and 32B) "
+           "(default: preset batch / 32, at least 8)")
+    a("--micro-batch-size", type=int, default=None, metavar="SEQS",
+      help="sequences per forward/backward (default: gcd(B, 16))")
+    a("--lr", type=float, default=None,
+      help="peak lr of the base arm; Table 3 uses 7x and 10x (default: preset peak / 10)")
+    a("--block-size", type=int, default=128, metavar="T",
+      help="tokens per block (the paper: 512) (default: %(default)s)")
+    a("--static-masks", type=int, default=10, metavar="K",
+      help="masks of Table 1's static arm (default: %(default)s)")
+    a("--char-vocab", type=int, default=None, metavar="V",
+      help="character-level BPE vocabulary (default: 0.6 x the run's byte-level vocabulary, "
+           "the paper's 30K/50K)")
+    a("--valid-sequences", type=int, default=256, metavar="N",
+      help="held-out sequences behind each perplexity (default: %(default)s)")
+    a("--valid-fraction", type=float, default=0.02,
+      help="share of documents held out (default: %(default)s)")
+    a("--tasks", default=None,
+      help="finetune tasks (default: sst2,squad2 with synthetic data, else "
+           "mnli,sst2,squad1,squad2,race)")
+    a("--data-dir", default="synthetic", metavar="DIR",
+      help="task data (GLUE TSV dirs, SQuAD/, RACE/), or 'synthetic' (default)")
+    a("--seeds", type=_int_list, default=None, metavar="1,2,3",
+      help="finetuning seeds (default: the paper's five)")
+    a("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5",
+      help="finetuning learning rates (default: Table 10)")
+    a("--finetune-batch-sizes", type=_int_list, default=None, metavar="16,32",
+      help="finetuning batch sizes (default: Table 10)")
+    a("--epochs", type=int, default=None, help="finetuning epochs (default: Table 10)")
+    a("--limit", type=int, default=None, metavar="N",
+      help="at most N training examples per task (smoke runs)")
+    a("--device", choices=["cpu", "cuda"], default=None, help="finetuning device")
+    a("--runner", choices=["threads", "processes", "ray"], default="threads",
+      help="how arms run: threads (one at a time with --workers 1) or ray (side by side on a "
+           "cluster) (default: %(default)s)")
+    a("--workers", type=int, default=1, metavar="N", help="arms at once (default: %(default)s)")
+    a("--address", dest="ray_address", default=None, metavar="RAY_ADDRESS",
+      help="Ray cluster for the arms and pretraining; implies --runner ray")
+    a("--train-workers", type=int, default=1, metavar="N",
+      help="Ray Train workers per arm (default: %(default)s)")
+    a("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    a("--no-ray", dest="use_ray", action="store_false",
+      help="pretrain in this process instead of Ray Train")
+    a("--seed", type=int, default=0)
+
+
+def run_from_cli(args: argparse.Namespace) -> int:
+    from evaluation.ablations import arms_for, parse_tables
+    from flows.ablations import ARM_FILE, ablations
+    from flows.progress import count_files, watch_files
+
+    try:
+        total = len(arms_for(parse_tables(args.tables)))
+    except ValueError as exc:
+        print(f"roberta ablations: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    runner = "ray" if args.ray_address else args.runner
+    try:
+        with watch_files("ablation arms", count_files(Path(args.root) / "ablations",
+                                                      f"*/{ARM_FILE}"), total=total):
+            out = ablations(
+                root=args.root, tables=args.tables, config=args.config, steps=args.steps,
+                batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+                lr=args.lr, block_size=args.block_size, static_masks=args.static_masks,
+                char_vocab=args.char_vocab, valid_sequences=args.valid_sequences,
+                valid_fraction=args.valid_fraction, tasks=args.tasks, data_dir=args.data_dir,
+                seeds=args.seeds, lrs=args.lrs, finetune_batch_sizes=args.finetune_batch_sizes,
+                epochs=args.epochs, limit=args.limit, device=args.device, runner=runner,
+                workers=args.workers, ray_address=args.ray_address,
+                train_workers=args.train_workers, gpu=args.gpu, address=args.ray_address,
+                use_ray=args.use_ray, seed=args.seed)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"roberta ablations: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for name, files in out["tables"].items():
+        print(Path(files["md"]).read_text())
+        print(f"[{name}: {files['parquet']}, chart {files['png']}]\n")
+    if out["skipped"]:
+        print("already done, skipped: " + ", ".join(out["skipped"]))
+    missing = [a for a, r in out["arms"].items()
+               if r["ppl"] is None or set(out["tasks"]) - set(r["scores"] or {})]
+    if missing:
+        print(f"arms with missing numbers (failed finetuning jobs; rerun to retry): "
+              f"{', '.join(missing)}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
