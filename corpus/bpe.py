@@ -132,18 +132,25 @@ def decode_texts(col: pa.ChunkedArray | pa.Array) -> list[str | None]:
 
 def iter_document_batches(fs: pafs.FileSystem, path: str, batch_size: int = 1000,
                           columns: tuple[str, ...] = ("doc_id", "text"),
+                          optional: tuple[str, ...] = (),
                           ) -> Iterator[dict[str, list]]:
-    """Stream one corpus part in record batches: {'doc_id': [...], 'text': [str|None]}."""
+    """Stream one corpus part in record batches: {'doc_id': [...], 'text': [str|None]}.
+    `optional` columns come back as lists of None when the part lacks them (e.g.
+    `corpus_name` in a corpus built before that column existed)."""
     with fs.open_input_file(path) as f:
         pf = pq.ParquetFile(f)
         missing = [c for c in columns if c not in pf.schema_arrow.names]
         if missing:
             raise ValueError(f"{path}: corpus part lacks column(s) {missing}")
-        for rb in pf.iter_batches(batch_size=batch_size, columns=list(columns)):
+        present = [c for c in optional if c in pf.schema_arrow.names and c not in columns]
+        absent = [c for c in optional if c not in pf.schema_arrow.names]
+        for rb in pf.iter_batches(batch_size=batch_size, columns=list(columns) + present):
             out = {}
-            for name in columns:
+            for name in list(columns) + present:
                 col = rb.column(name)
                 out[name] = decode_texts(col) if name == "text" else col.to_pylist()
+            for name in absent:
+                out[name] = [None] * rb.num_rows
             yield out
 
 
@@ -279,20 +286,29 @@ def load_info(root: str | os.PathLike) -> dict | None:
 # ---------------------------------------------------------------- public entry points
 
 def _training_texts(fs, parts, sample_fraction: float, seed: int, batch_size: int,
-                    stats: dict, progress: Progress | None) -> Iterable[list[str]]:
+                    stats: dict, progress: Progress | None,
+                    mix: dict[str, float] | None = None) -> Iterable[list[str]]:
+    """Texts for the trainer. With a mixture (corpus.mixture), a sampled document is fed
+    as many times as its source's weight says (chars_by_source counts every copy)."""
+    from corpus.mixture import DEFAULT_SOURCE, copies
+
     salt = f"tok-sample-{seed}"
     for i, part in enumerate(parts):
-        for batch in iter_document_batches(fs, part, batch_size):
+        for batch in iter_document_batches(fs, part, batch_size, optional=("corpus_name",)):
             texts = []
-            for doc_id, text in zip(batch["doc_id"], batch["text"]):
+            for doc_id, text, source in zip(batch["doc_id"], batch["text"], batch["corpus_name"]):
                 if text is None:
                     stats["skipped_invalid_utf8"] += 1
                 elif not text.strip():
                     stats["skipped_empty"] += 1
                 elif sample_fraction >= 1.0 or unit_hash(str(doc_id), salt) < sample_fraction:
-                    texts.append(text)
-                    stats["documents"] += 1
-                    stats["chars"] += len(text)
+                    n = copies(doc_id, source, mix, seed)
+                    source = source or DEFAULT_SOURCE
+                    texts.extend([text] * n)
+                    stats["documents"] += n
+                    stats["chars"] += n * len(text)
+                    by_source = stats.setdefault("chars_by_source", {})
+                    by_source[source] = by_source.get(source, 0) + n * len(text)
             if texts:
                 yield texts
         if progress:
@@ -302,12 +318,14 @@ def _training_texts(fs, parts, sample_fraction: float, seed: int, batch_size: in
 def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZE,
                     sample_fraction: float = 1.0, min_frequency: int = 2, seed: int = 0,
                     batch_size: int = 1000, overwrite: bool = False,
-                    progress: Progress | None = None) -> dict:
+                    progress: Progress | None = None,
+                    mix: dict[str, float] | str | None = None) -> dict:
     """Train byte-level BPE on `<root>/corpus/documents`, write `<root>/tokenizer/`.
 
     Streams the corpus in record batches (the trainer keeps word counts, not text).
     `sample_fraction` keeps a deterministic subset of documents (by hash of doc_id and
-    `seed`). Returns the info dict (also written as tokenizer_info.json). Skips the work
+    `seed`). `mix` weights sources (`corpus_name`), e.g. {"wikipedia": 2} feeds every
+    Wikipedia document twice (corpus.mixture). Returns the info dict (also written as tokenizer_info.json). Skips the work
     when an info file with the same parameters exists, unless `overwrite`.
     """
     if not 0.0 < sample_fraction <= 1.0:
@@ -320,6 +338,11 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
     params = {"mode": "trained", "requested_vocab_size": vocab_size,
               "sample_fraction": sample_fraction, "min_frequency": min_frequency, "seed": seed,
               "inputs": [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]}
+    from corpus.mixture import parse_mix
+
+    mix = parse_mix(mix)
+    if mix:  # only then, so that tokenizers trained before mixtures existed stay valid
+        params["mix"] = mix
     old = load_info(root)
     if old and not overwrite and old.get("params") == params:
         return old
@@ -332,7 +355,8 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     t0 = time.perf_counter()
     tok.train_from_iterator(
-        _training_texts(fs, parts, sample_fraction, seed, batch_size, stats, progress), trainer)
+        _training_texts(fs, parts, sample_fraction, seed, batch_size, stats, progress, mix),
+        trainer)
     seconds = time.perf_counter() - t0
     if stats["documents"] == 0:
         raise ValueError(f"empty corpus: no non-empty documents under {root}/corpus/documents "

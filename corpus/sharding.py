@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from corpus import bpe
+from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix
 from corpus.packing import FORMATS, PAIR_FORMATS, Blocks, make_packer, static_masks
 from corpus.sentences import sentence_cuts
 
@@ -102,23 +103,47 @@ def shard_part(job: dict) -> dict:
     dtype = np.dtype(job["dtype"])
     fmt, T = job["format"], job["block_size"]
     packers = {s: make_packer(fmt, T, bpe.BOS_ID, bpe.EOS_ID, bpe.PAD_ID, dtype) for s in SPLITS}
-    counts = {s: {"documents": 0, "content_tokens": 0} for s in SPLITS}
+    counts = {s: {"documents": 0, "content_tokens": 0, "content_tokens_by_source": {},
+                  "documents_by_source": {}} for s in SPLITS}
     skipped = {"empty_document": 0, "invalid_utf8": 0}
+    mix = job.get("mix")
+    if mix:
+        skipped["mixture_not_sampled"] = 0  # train documents a weight < 1 left out
     out: dict[str, list[Blocks]] = {s: [] for s in SPLITS}
-    for bno, batch in enumerate(bpe.iter_document_batches(fs, job["path"], job["batch_size"])):
-        by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
-        for doc_id, text in zip(batch["doc_id"], batch["text"]):
+    for bno, batch in enumerate(bpe.iter_document_batches(fs, job["path"], job["batch_size"],
+                                                          optional=("corpus_name",))):
+        by_split: dict[str, list[tuple[str, str, int]]] = {s: [] for s in SPLITS}
+        for doc_id, text, source in zip(batch["doc_id"], batch["text"], batch["corpus_name"]):
+            source = source or DEFAULT_SOURCE
             if text is None:
                 skipped["invalid_utf8"] += 1
             elif not text.strip():
                 skipped["empty_document"] += 1
+            elif is_valid(doc_id, job["valid_fraction"]):
+                by_split["valid"].append((text, source, 1))  # validation keeps the natural mix
             else:
-                by_split["valid" if is_valid(doc_id, job["valid_fraction"]) else "train"].append(text)
+                n = copies(doc_id, source, mix, job["seed"])
+                if n:
+                    by_split["train"].append((text, source, n))
+                else:
+                    skipped["mixture_not_sampled"] += 1
         for s in SPLITS:
             if not by_split[s]:
                 continue
-            docs = _encode_sentences(tok, by_split[s])
-            docs = [d for d in docs if len(d[0])]
+            encoded = _encode_sentences(tok, [t for t, _, _ in by_split[s]])
+            # Up-sampled documents: the first copy in place, further copies after the
+            # batch's originals, so that copies do not sit side by side in one block.
+            docs, extra = [], []
+            for d, (_, source, n) in zip(encoded, by_split[s]):
+                if not len(d[0]):
+                    continue
+                docs.append(d)
+                extra += [d] * (n - 1)
+                c = counts[s]
+                c["content_tokens_by_source"][source] = \
+                    c["content_tokens_by_source"].get(source, 0) + n * len(d[0])
+                c["documents_by_source"][source] = c["documents_by_source"].get(source, 0) + n
+            docs += extra
             counts[s]["documents"] += len(docs)
             counts[s]["content_tokens"] += sum(len(d[0]) for d in docs)
             p = packers[s]
@@ -197,7 +222,7 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
                  valid_fraction: float = DEFAULT_VALID_FRACTION, static_masks: int = 0,
                  seed: int = 0, workers: int | None = None, dtype: str | None = None,
                  batch_size: int = 1000, rows_per_group: int = 1024,
-                 progress=None) -> dict:
+                 progress=None, mix: dict[str, float] | str | None = None) -> dict:
     """Pack `<root>/corpus/documents` into `<root>/shards/`; returns the manifest.
 
     fmt: full-sentences | doc-sentences | segment-pair | sentence-pair.
@@ -206,6 +231,9 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     workers: processes, one corpus part each (default: CPU count); tokenizers' own threads
     share the remaining cores. progress(stage, done, total) is called per finished part.
     Skips everything when a manifest with the same parameters exists.
+    mix: weights per source (`corpus_name`), e.g. {"wikipedia": 2}: train documents are
+    packed that many times (corpus.mixture); the manifest reports content tokens per
+    source for each split and in total (`tokens_by_source`).
     """
     t0 = time.perf_counter()
     if fmt not in FORMATS:
@@ -229,6 +257,9 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     tok_json = tok.to_str()
     params = _params(fmt, block_size, valid_fraction, static_masks, seed, id_dtype,
                      bpe.tokenizer_sha256(tok), inputs, batch_size)
+    mix = parse_mix(mix)
+    if mix:  # only then, so that shards written before mixtures existed stay valid
+        params["mix"] = mix
     old = read_manifest(root)
     if old and old.get("params") == params:
         return old
@@ -259,7 +290,8 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     jobs = {i: {"root": os.fspath(root), "path": parts[i], "part_index": i,
                 "tokenizer_json": tok_json, "dtype": id_dtype.str, "format": fmt,
                 "block_size": block_size, "valid_fraction": valid_fraction, "seed": seed,
-                "batch_size": batch_size, "threads": threads if workers > 1 else None}
+                "batch_size": batch_size, "threads": threads if workers > 1 else None,
+                "mix": mix}
             for i in todo}
 
     offsets = {s: 0 for s in SPLITS}
@@ -336,9 +368,16 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
             if e["file"]:
                 agg["files"].append({"path": e["file"], "blocks": e["blocks"],
                                      "block_index_start": e["block_index_start"]})
+            for key in ("content_tokens_by_source", "documents_by_source"):
+                for source, v in e.get(key, {}).items():
+                    agg.setdefault(key, {})[source] = agg.setdefault(key, {}).get(source, 0) + v
         if params["format"] in PAIR_FORMATS:
             agg["nsp"] = {"is_next": agg["blocks"] - nsp_not_next, "not_next": nsp_not_next}
         splits[s] = agg
+    tokens_by_source: dict[str, int] = {}
+    for agg in splits.values():
+        for source, v in agg.get("content_tokens_by_source", {}).items():
+            tokens_by_source[source] = tokens_by_source.get(source, 0) + v
     for rec in records.values():
         for k, v in rec["skipped"].items():
             skipped[k] = skipped.get(k, 0) + v
@@ -351,7 +390,8 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
         "valid_fraction": params["valid_fraction"],
         "nsp_label": ({"0": "is_next", "1": "not_next"}
                       if params["format"] in PAIR_FORMATS else None),
-        "splits": splits, "skipped": skipped,
+        "splits": splits, "skipped": skipped, "mix": params.get("mix"),
+        "tokens_by_source": dict(sorted(tokens_by_source.items())),
         "dropped_tokens": {},  # nothing is dropped by design; reasons would be listed here
         "input_parts": len(parts),
     }

@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--existing", metavar="DIR", default=None,
                    help="reuse this tokenizer directory (tokenizer.json, or vocab.json + "
                         "merges.txt such as GPT-2's) instead of training")
+    _add_mix(p)
     p.set_defaults(handler=_train_tokenizer)
 
     p = sub.add_parser("shard-corpus", help="documents → packed token blocks",
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for NSP negatives and static masks")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="encoding processes (default: one per CPU core)")
+    _add_mix(p)
     p.set_defaults(handler=_shard_corpus)
 
     from flows.pretrain_cli import add_arguments as add_pretrain_arguments, run_from_cli
@@ -208,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(p)
     p.set_defaults(handler=_results)
     return parser
+
+
+def _add_mix(p: argparse.ArgumentParser) -> None:
+    def mix(text: str) -> dict[str, float]:
+        from corpus.mixture import parse_mix
+
+        try:
+            return parse_mix(text) or {}
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    p.add_argument("--mix", type=mix, default=None, metavar="SOURCE=W,...",
+                   help="mixture weights per source (import-corpus --name; build-corpus "
+                        "documents are cc-news), e.g. wikipedia=2,cc-news=1 up-samples "
+                        "Wikipedia 2x; fractional weights sample documents by hash; "
+                        "unnamed sources weigh 1 (default: the corpus as it is)")
 
 
 def _int_list(text: str) -> list[int]:
@@ -311,7 +329,8 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
 
     code, info = _run_stage("train-tokenizer", lambda: train_tokenizer_flow(
         root=args.root, vocab_size=args.vocab_size, sample_fraction=args.sample_fraction,
-        min_frequency=args.min_frequency, seed=args.seed, existing=args.existing))
+        min_frequency=args.min_frequency, seed=args.seed, existing=args.existing,
+        mix=args.mix))
     if info:
         print(f"tokenizer: {info['vocab_size']:,} ids (<mask>={info['mask_id']}) → "
               f"{Path(args.root) / 'tokenizer'}")
@@ -324,11 +343,14 @@ def _shard_corpus(args: argparse.Namespace) -> int:
     code, manifest = _run_stage("shard-corpus", lambda: shard_corpus_flow(
         root=args.root, format=args.format, block_size=args.block_size,
         valid_fraction=args.valid_fraction, static_masks=args.static_masks, seed=args.seed,
-        workers=args.workers))
+        workers=args.workers, mix=args.mix))
     if manifest:
         for split, s in manifest["splits"].items():
             print(f"{split}: {s['blocks']:,} blocks, {s['tokens']:,} tokens, "
                   f"{s['documents']:,} documents")
+        if manifest.get("tokens_by_source"):
+            print("content tokens by source: " + ", ".join(
+                f"{k} {v:,}" for k, v in manifest["tokens_by_source"].items()))
         print(f"shards → {Path(args.root) / 'shards'}")
     return code
 

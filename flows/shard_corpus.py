@@ -11,18 +11,20 @@ FORMATS = ("full-sentences", "doc-sentences", "segment-pair", "sentence-pair")
 
 @task(name="encode-and-pack")
 def encode_and_pack(root: str, fmt: str, block_size: int, valid_fraction: float,
-                    static_masks: int, seed: int, workers: int | None) -> dict:
+                    static_masks: int, seed: int, workers: int | None,
+                    mix: dict | None = None) -> dict:
     from corpus.sharding import shard_corpus
 
     return shard_corpus(root, fmt=fmt, block_size=block_size, valid_fraction=valid_fraction,
                         static_masks=static_masks, seed=seed, workers=workers,
-                        progress=StageProgress())
+                        progress=StageProgress(), mix=mix)
 
 
 @flow(name="shard-corpus")
 def shard_corpus_flow(root: str = "runs/default", format: str = "full-sentences",
                       block_size: int = 512, valid_fraction: float = 0.01,
-                      static_masks: int = 0, seed: int = 0, workers: int | None = None) -> dict:
+                      static_masks: int = 0, seed: int = 0, workers: int | None = None,
+                      mix: dict[str, float] | None = None) -> dict:
     """Encode the corpus and pack blocks in one of the paper's input formats (Section 4.2).
 
     Args:
@@ -34,11 +36,13 @@ def shard_corpus_flow(root: str = "runs/default", format: str = "full-sentences"
         static_masks: store K fixed masks per block (original BERT; 0 = dynamic masking).
         seed: seed for NSP negatives and static masks.
         workers: encoding processes (default: CPU cores).
+        mix: weights per source (corpus_name), e.g. {"wikipedia": 2}: train documents of
+            Wikipedia packed twice; the manifest reports tokens per source.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
     manifest = encode_and_pack(root, format, block_size, valid_fraction, static_masks, seed,
-                               workers)
+                               workers, mix)
     create_table_artifact(key="shard-corpus", table=[
         {"split": split, **{k: v for k, v in s.items() if isinstance(v, (int, float))}}
         for split, s in manifest["splits"].items()],

@@ -9,19 +9,20 @@ from flows.progress import StageProgress
 
 @task(name="train-bpe")
 def train_bpe(root: str, vocab_size: int, sample_fraction: float, min_frequency: int,
-              seed: int, existing: str | None) -> dict:
+              seed: int, existing: str | None, mix: dict | None = None) -> dict:
     from corpus.bpe import train_tokenizer, use_existing_tokenizer
 
     if existing:
         return use_existing_tokenizer(root, existing)
     return train_tokenizer(root, vocab_size=vocab_size, sample_fraction=sample_fraction,
-                           min_frequency=min_frequency, seed=seed, progress=StageProgress())
+                           min_frequency=min_frequency, seed=seed, progress=StageProgress(),
+                           mix=mix)
 
 
 @flow(name="train-tokenizer")
 def train_tokenizer_flow(root: str = "runs/default", vocab_size: int = 50265,
                          sample_fraction: float = 1.0, min_frequency: int = 2, seed: int = 0,
-                         existing: str | None = None) -> dict:
+                         existing: str | None = None, mix: dict[str, float] | None = None) -> dict:
     """Train RoBERTa's byte-level BPE on `<root>/corpus/documents` (skipped when the same
     tokenizer already exists), or adopt an existing one (e.g. GPT-2's vocab.json + merges.txt).
 
@@ -32,8 +33,9 @@ def train_tokenizer_flow(root: str = "runs/default", vocab_size: int = 50265,
         min_frequency: minimum pair frequency for a merge.
         seed: seed of the document sample.
         existing: a tokenizer directory to reuse instead of training.
+        mix: weights per source (corpus_name), e.g. {"wikipedia": 2}: up-sample Wikipedia 2x.
     """
-    info = train_bpe(root, vocab_size, sample_fraction, min_frequency, seed, existing)
+    info = train_bpe(root, vocab_size, sample_fraction, min_frequency, seed, existing, mix)
     create_table_artifact(key="train-tokenizer", table=[
         {"field": k, "value": str(v)} for k, v in info.items() if not isinstance(v, dict)])
     return info

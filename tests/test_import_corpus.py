@@ -3,6 +3,7 @@
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from corpus.dedup import deduplicate
 from corpus.import_pipeline import process_import
@@ -62,6 +63,17 @@ def test_cli_end_to_end(tmp_path):
     manifests = [json.loads(p.read_text()) for p in (root / "corpus" / "manifests").glob("*.json")]
     assert all(sum(m["counts"].values()) == m["records_read"] for m in manifests)
     assert sum(m["counts"]["bad_record"] for m in manifests) == 1
+    # The mixture through the CLI: Wikipedia up-sampled 2x, tokens per source reported.
+    assert main(["train-tokenizer", "--root", str(root), "--vocab-size", "400",
+                 "--mix", "wikipedia=2"]) == 0
+    assert main(["shard-corpus", "--root", str(root), "--block-size", "64", "--workers", "1",
+                 "--valid-fraction", "0", "--mix", "wikipedia=2,web-text=1"]) == 0
+    manifest = json.loads((root / "shards" / "manifest.json").read_text())
+    assert manifest["mix"] == {"wikipedia": 2.0, "web-text": 1.0}
+    assert manifest["splits"]["train"]["documents_by_source"] == {"wikipedia": 6, "web-text": 1}
+    assert set(manifest["tokens_by_source"]) == {"wikipedia", "web-text"}
+    with pytest.raises(SystemExit):
+        main(["shard-corpus", "--root", str(root), "--mix", "wikipedia"])
     # Bad arguments: exit 2, naming the problem.
     assert main(["import-corpus", "--root", str(root), "--name", "x",
                  str(tmp_path / "missing.txt")]) == 2
