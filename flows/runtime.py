@@ -31,6 +31,9 @@ def make_task_runner(kind: str = "processes", workers: int | None = None,
         return ProcessPoolTaskRunner(max_workers=workers)
     if kind == "ray":
         from prefect_ray import RayTaskRunner
-        init_kwargs = {} if ray_address else {"num_cpus": workers, "include_dashboard": False}
+        # A local Ray gets the dashboard unless ROBERTA_RAY_DASHBOARD=0 (the tests set it).
+        init_kwargs = {} if ray_address else {
+            "num_cpus": workers,
+            "include_dashboard": os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0"}
         return RayTaskRunner(address=ray_address, init_kwargs=init_kwargs)
     raise ValueError(f"unknown task runner {kind!r}: choose one of {', '.join(RUNNERS)}")

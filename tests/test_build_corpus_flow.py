@@ -77,6 +77,18 @@ def test_killed_run_resumes_to_identical_corpus(tmp_path, small_crawl):
     assert corpus_rows(interrupted) == corpus_rows(reference)
 
 
+def test_ray_task_runner_builds_the_same_corpus(tmp_path, small_crawl):
+    """The fan-out on a real local Ray (prefect-ray's RayTaskRunner) gives the corpus that the
+    process pool gives: the result does not depend on the executor."""
+    by_ray = roberta("build-corpus", "--root", str(tmp_path / "ray"), str(small_crawl),
+                     "--runner", "ray", "--workers", "2")
+    assert by_ray.returncode == 0, by_ray.stderr[-3000:]
+    by_threads = roberta("build-corpus", "--root", str(tmp_path / "threads"), str(small_crawl),
+                         "--runner", "threads", "--workers", "2")
+    assert by_threads.returncode == 0
+    assert corpus_rows(tmp_path / "ray") == corpus_rows(tmp_path / "threads") != []
+
+
 def test_unreachable_input_is_reported_and_the_rest_finishes(tmp_path, sample_warc):
     with LoopbackServer() as srv:
         srv.routes["/flaky.warc.gz"] = Route(b"", fail_first=100, fail_status=500)

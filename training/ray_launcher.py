@@ -187,6 +187,9 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
             ray.init(address=address, **kw)
         else:
             kw.setdefault("configure_logging", False)
+            # The dashboard is how users watch training; tests turn it off (DEVELOPERS.md).
+            kw.setdefault("include_dashboard",
+                          os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0")
             ray.init(**kw)
         started_ray = True
     try:
