@@ -34,7 +34,7 @@ from corpus.config import CorpusConfig
 from corpus.hashing import MinHasher, content_hash, doc_id
 from corpus.importers import EMPTY_TEXT, READER_OUTCOMES, Columns, read_records
 from corpus.langid import identify, is_wanted
-from corpus.pipeline import _manifest, _remove_stale_temps, _shard
+from corpus.pipeline import _manifest, _remove_stale_temps, _shard, finished_manifest
 from corpus.quality import RULES, quality_rejection
 from corpus.schema import shard_schema
 from corpus.urls import host_of
@@ -94,10 +94,8 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
     iid = input_id or import_input_id(where_from)
     fs, base = storage.resolve(out_root)
     shard, manifest_file = _shard(base, iid), _manifest(base, iid)
-    if not force and storage.exists(fs, manifest_file) and storage.exists(fs, shard):
-        manifest = storage.read_json(fs, manifest_file)
-        manifest["skipped"] = True
-        return manifest
+    if not force and (done := finished_manifest(fs, shard, manifest_file)):
+        return done
 
     started = time.perf_counter()
     counts: Counter[str] = Counter()

@@ -58,6 +58,14 @@ def _shard(base: str, input_id: str) -> str:
     return storage.join(base, "corpus", "shards", f"{input_id}.parquet")
 
 
+def finished_manifest(fs, shard: str, manifest_file: str) -> dict | None:
+    """The stored manifest, marked `skipped`, when this input's shard and manifest both exist
+    (the manifest is written last, so both present means the input is done)."""
+    if storage.exists(fs, manifest_file) and storage.exists(fs, shard):
+        return storage.read_json(fs, manifest_file) | {"skipped": True}
+    return None
+
+
 def _manifest(base: str, input_id: str) -> str:
     return storage.join(base, "corpus", "manifests", f"{input_id}.json")
 
@@ -113,10 +121,8 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
     iid = input_id or input_id_for(name)
     fs, base = storage.resolve(out_root)
     shard, manifest_file = _shard(base, iid), _manifest(base, iid)
-    if not force and storage.exists(fs, manifest_file) and storage.exists(fs, shard):
-        manifest = storage.read_json(fs, manifest_file)
-        manifest["skipped"] = True
-        return manifest
+    if not force and (done := finished_manifest(fs, shard, manifest_file)):
+        return done
 
     started = time.perf_counter()
     counts: Counter[str] = Counter()

@@ -11,12 +11,10 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import as_completed
 
 from corpus.config import CorpusConfig
 from flows.build_corpus import BuildCorpusError, corpus_options, deduplicate_corpus
-from flows.progress import FlowProgress
-from flows.runtime import make_task_runner
+from flows.runtime import gather_manifests, make_task_runner
 
 
 @task(name="import-file")
@@ -48,23 +46,11 @@ def import_shards(locations: list[str], root: str, name: str, fmt: str, columns:
                   ) -> tuple[list[dict], list[dict]]:
     """The fan-out: one task per input file; a failed input becomes a row, not a failed flow."""
     logger = get_run_logger()
-    progress = FlowProgress(len(locations), "input files imported")
     futures = import_input.map(locations, root=unmapped(root), name=unmapped(name),
                                fmt=unmapped(fmt), columns=unmapped(columns),
                                options=unmapped(options), keep_downloads=unmapped(keep_downloads),
                                download_retries=unmapped(download_retries))
-    by_future = {f.task_run_id: loc for f, loc in zip(futures, locations)}
-    manifests, failed = [], []
-    for future in as_completed(futures):
-        location = by_future[future.task_run_id]
-        try:
-            manifests.append(future.result())
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others
-            logger.error("input %s failed: %s", location, exc)
-            failed.append({"input": location, "error": f"{type(exc).__name__}: {exc}"})
-        progress.advance()
-    manifests.sort(key=lambda m: m["input_id"])
-    return manifests, failed
+    return gather_manifests(futures, locations, logger)
 
 
 @flow(name="import-corpus")

@@ -51,7 +51,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     from corpus.inputs import InputError
     from flows.build_corpus import BuildCorpusError, corpus_options
     from flows.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
-    from flows.progress import count_files, watch_files
+    from flows.progress import watch_files
 
     try:
         sources = resolve_import_inputs(args.inputs)
