@@ -5,6 +5,7 @@ by watching files appear: that works whatever runs the work (threads, processes,
 """
 from __future__ import annotations
 
+import contextvars
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,19 +88,26 @@ def cli_progress() -> Iterator[None]:
 
 class StageProgress:
     """The `progress(stage, done, total)` callback the libraries take: one Prefect progress
-    artifact per stage, and the CLI bar when one is listening."""
+    artifact per stage, and the CLI bar when one is listening.
+
+    Libraries may call it from their own threads (the tokenizers trainer pulls its input on a
+    Rust thread), where no Prefect run context is set: the task's context is captured here and
+    re-entered for each update."""
 
     def __init__(self):
         self.artifacts: dict[str, object] = {}
+        self._context = contextvars.copy_context()
 
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
+    def _update_artifact(self, stage: str, pct: float) -> None:
         from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+        if stage not in self.artifacts:
+            self.artifacts[stage] = create_progress_artifact(progress=pct, description=stage)
+        else:
+            update_progress_artifact(artifact_id=self.artifacts[stage], progress=pct)
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
         if total:
-            pct = 100.0 * done / total
-            if stage not in self.artifacts:
-                self.artifacts[stage] = create_progress_artifact(progress=pct, description=stage)
-            else:
-                update_progress_artifact(artifact_id=self.artifacts[stage], progress=pct)
+            self._context.copy().run(self._update_artifact, stage, 100.0 * done / total)
         if _cli_listener is not None:
             _cli_listener(stage, done, total)
