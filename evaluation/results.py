@@ -235,7 +235,8 @@ def plot_png(table: pa.Table) -> bytes:
         for k, (label, vals) in enumerate(series):
             ax.bar(x + (k - 1) * w, [np.nan if v is None else v for v in vals], w, label=label)
         ax.set_xticks(x, [f"{r['task']}\n{r['metric']}" for r in rows], fontsize=8)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3,
+                  frameon=False)  # below the axes: bars reach the top
     else:
         ax.text(0.5, 0.5, "no results yet", ha="center", va="center")
     ax.set_ylabel("dev score (%)")
