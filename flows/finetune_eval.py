@@ -7,13 +7,15 @@ retries them, and meanwhile they are rows with their error in the results table.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (create_image_artifact, create_markdown_artifact,
+                               create_table_artifact)
 from prefect.futures import as_completed
 
 from flows.progress import FlowProgress
@@ -160,5 +162,12 @@ def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
         description=f"{model_dir}: median over seeds of the best dev epoch")
     create_markdown_artifact(key="finetune-eval-report", markdown=(
         to_markdown(table) + f"\n\nChart: `{paths(root)['png']}`"))
+    chart = Path(paths(root)["png"])
+    if chart.exists() and chart.stat().st_size < 2_000_000:
+        # The UI shows image artifacts by URL; a data URL keeps the run self-contained.
+        create_image_artifact(image_url="data:image/png;base64," +
+                              base64.b64encode(chart.read_bytes()).decode(),
+                              key="finetune-eval-chart",
+                              description="ours vs the paper's RoBERTa-base and -large")
     return {"evaluated": str(model_dir), "rows": rows,
             "failed_jobs": sum(1 for r in results if r.get("error"))}

@@ -53,6 +53,16 @@ def test_fan_out_results_cache_and_nightly(tmp_path):
     for ext in ("csv", "md", "png"):
         assert (root / "results" / f"results.{ext}").stat().st_size > 0
 
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    wanted = ["finetune-eval-results", "finetune-eval-report", "finetune-eval-chart"]
+    with get_client(sync_client=True) as client:  # the same PREFECT_HOME as the CLI's run
+        artifacts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=wanted)))}
+    assert set(artifacts) == set(wanted)
+    assert artifacts["finetune-eval-chart"].data.startswith("data:image/png;base64,")
+
     jobs = sorted((root / "results" / "jobs" / "sst2").glob("*.json"))
     assert len(jobs) == 2  # failed jobs are not cached: a rerun retries them
     stamps = [p.stat().st_mtime_ns for p in jobs]
