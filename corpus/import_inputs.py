@@ -6,14 +6,11 @@ an http(s) URL, or a pyarrow-filesystem URI (`s3://bucket/key`, a prefix, or a g
 """
 from __future__ import annotations
 
-import fnmatch
-import glob
-import re
 from pathlib import Path
 from typing import Iterable
 
 from corpus.import_pipeline import import_input_id
-from corpus.inputs import InputError, WarcSource, fetch
+from corpus.inputs import InputError, WarcSource, fetch, list_filesystem_uri, list_local
 
 
 class ImportSource(WarcSource):
@@ -24,51 +21,8 @@ class ImportSource(WarcSource):
         return import_input_id(self.location)
 
 
-def _visible(p: Path) -> bool:
-    return p.is_file() and not any(part.startswith(".") for part in p.parts[-1:])
-
-
-def _list_local(spec: str) -> list[str]:
-    path = Path(spec)
-    if any(ch in spec for ch in "*?["):
-        found = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
-        if not found:
-            raise InputError(f"glob matched no files: {spec}")
-        return [str(p.resolve()) for p in found]
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if _visible(p))
-        if not found:
-            raise InputError(f"directory holds no files: {spec}")
-        return [str(p.resolve()) for p in found]
-    if path.is_file():
-        return [str(path.resolve())]
-    raise InputError(f"input does not exist: {spec}")
-
-
-def _list_uri(uri: str) -> list[str]:
-    import pyarrow.fs as pafs
-
-    scheme, rest = uri.split("://", 1)
-    is_glob = any(ch in rest for ch in "*?[")
-    root = re.split(r"[*?\[]", rest, maxsplit=1)[0].rsplit("/", 1)[0] if is_glob else rest
-    try:
-        fs, path = pafs.FileSystem.from_uri(f"{scheme}://{root}")
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad URIs
-        raise InputError(f"cannot open {uri}: {exc}") from exc
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File and not is_glob:
-        found = [info.path]
-    elif info.type == pafs.FileType.Directory:
-        found = [i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                 if i.is_file and not i.base_name.startswith(".")]
-        if is_glob:
-            found = [p for p in found if fnmatch.fnmatch(p, path + rest[len(root):])]
-    else:
-        raise InputError(f"input does not exist: {uri}")
-    if not found:
-        raise InputError(f"no files under {uri}")
-    return [f"{scheme}://{p.lstrip('/')}" if scheme != "file" else f"file://{p}"
-            for p in sorted(found)]
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
 
 
 def resolve_import_inputs(specs: Iterable[str]) -> list[ImportSource]:
@@ -80,9 +34,9 @@ def resolve_import_inputs(specs: Iterable[str]) -> list[ImportSource]:
         if spec.startswith(("http://", "https://")):
             locations = [spec]
         elif "://" in spec and not spec.startswith("file://"):
-            locations = _list_uri(spec)
+            locations = list_filesystem_uri(spec, accept=_visible, kind="files")
         else:
-            locations = _list_local(spec.removeprefix("file://"))
+            locations = list_local(spec.removeprefix("file://"), accept=_visible, kind="files")
         for loc in locations:
             seen.setdefault(loc, ImportSource(loc))
     if not seen:

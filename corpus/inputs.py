@@ -87,28 +87,33 @@ def _resolve_one(spec: str, base_url: str, cc_limit: int | None) -> list[WarcSou
     if spec.startswith(("http://", "https://")):
         return [WarcSource(spec)]
     if "://" in spec:
-        return [WarcSource(u) for u in _list_filesystem_uri(spec)]
-    return [WarcSource(str(p)) for p in _list_local(spec)]
+        return [WarcSource(u) for u in list_filesystem_uri(spec)]
+    return [WarcSource(p) for p in list_local(spec)]
 
 
-def _list_local(spec: str) -> list[Path]:
+def list_local(spec: str, accept: Callable[[str], bool] = _is_warc,
+               kind: str = ".warc/.warc.gz files") -> list[str]:
+    """A local file, a directory (searched recursively) or a glob, as resolved paths of the
+    files whose name `accept` takes; `kind` names them in errors."""
     path = Path(spec)
     if any(ch in spec for ch in "*?["):
-        matches = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if _is_warc(p)]
+        matches = [Path(p) for p in sorted(glob.glob(spec, recursive=True))
+                   if Path(p).is_file() and accept(Path(p).name)]
         if not matches:
-            raise InputError(f"glob matched no .warc/.warc.gz files: {spec}")
-        return [p.resolve() for p in matches]
+            raise InputError(f"glob matched no {kind}: {spec}")
+        return [str(p.resolve()) for p in matches]
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and _is_warc(p.name))
+        found = sorted(p for p in path.rglob("*") if p.is_file() and accept(p.name))
         if not found:
-            raise InputError(f"directory holds no .warc/.warc.gz files: {spec}")
-        return [p.resolve() for p in found]
+            raise InputError(f"directory holds no {kind}: {spec}")
+        return [str(p.resolve()) for p in found]
     if path.is_file():
-        return [path.resolve()]
+        return [str(path.resolve())]
     raise InputError(f"input does not exist: {spec}")
 
 
-def _list_filesystem_uri(uri: str) -> list[str]:
+def list_filesystem_uri(uri: str, accept: Callable[[str], bool] = _is_warc,
+                        kind: str = ".warc/.warc.gz files") -> list[str]:
     """A single object, a prefix, or a glob on any pyarrow filesystem (s3, gs, hdfs, file)."""
     import pyarrow.fs as pafs
 
@@ -125,14 +130,14 @@ def _list_filesystem_uri(uri: str) -> list[str]:
         found = [info.path]
     elif info.type == pafs.FileType.Directory:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        found = [i.path for i in infos if i.is_file and _is_warc(i.path)]
+        found = [i.path for i in infos if i.is_file and accept(i.base_name)]
         if is_glob:
             pattern = path + rest[len(root):]
             found = [p for p in found if fnmatch.fnmatch(p, pattern)]
     else:
         raise InputError(f"input does not exist: {uri}")
     if not found:
-        raise InputError(f"no .warc/.warc.gz files under {uri}")
+        raise InputError(f"no {kind} under {uri}")
     return [f"{scheme}://{p.lstrip('/')}" if scheme != "file" else f"file://{p}"
             for p in sorted(found)]
 
