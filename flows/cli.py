@@ -34,6 +34,25 @@ def _add_runner(p: argparse.ArgumentParser, default: str = "processes") -> None:
                         "implies --runner ray. Default: a local Ray instance when needed")
 
 
+def add_document_filters(p: argparse.ArgumentParser) -> None:
+    """The language, quality and dedup knobs build-corpus and import-corpus share."""
+    p.add_argument("--languages", default="en",
+                   help="comma-separated ISO 639-1 codes to keep (default: %(default)s)")
+    p.add_argument("--lang-threshold", type=float, default=None,
+                   help="minimum language-ID probability to keep a document")
+    p.add_argument("--min-words", type=int, default=None,
+                   help="drop documents with fewer words than this")
+    p.add_argument("--near-dup-threshold", type=float, default=0.8,
+                   help="MinHash Jaccard threshold for near duplicates (default: %(default)s)")
+
+
+def add_download_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--download-retries", type=int, default=4, metavar="N",
+                   help="retries with exponential backoff per remote file (default: %(default)s)")
+    p.add_argument("--keep-downloads", action="store_true",
+                   help="keep fetched remote files after their shard is written")
+
+
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     """The finetuning sweep, the paper's Table 10 unless overridden."""
     p.add_argument("--seeds", type=_int_list, default=None, metavar="1,2,3",
@@ -62,14 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="WARC files, directories, globs, http(s) URLs, s3:// (or other "
                         "pyarrow filesystem) URIs, or cc-news:YYYY-MM[..YYYY-MM]")
     _add_runner(p)
-    p.add_argument("--languages", default="en",
-                   help="comma-separated ISO 639-1 codes to keep (default: %(default)s)")
-    p.add_argument("--lang-threshold", type=float, default=None,
-                   help="minimum language-ID probability to keep a document")
-    p.add_argument("--min-words", type=int, default=None,
-                   help="drop documents with fewer words than this")
-    p.add_argument("--near-dup-threshold", type=float, default=0.8,
-                   help="MinHash Jaccard threshold for near duplicates (default: %(default)s)")
+    add_document_filters(p)
     p.add_argument("--num-perm", type=int, default=128,
                    help="MinHash permutations (default: %(default)s)")
     p.add_argument("--extract-timeout", type=float, default=None, metavar="SECONDS",
@@ -79,10 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "public HTTPS endpoint)")
     p.add_argument("--cc-news-limit", type=int, default=None, metavar="N",
                    help="take only the first N WARCs of the CC-NEWS months")
-    p.add_argument("--download-retries", type=int, default=4, metavar="N",
-                   help="retries with exponential backoff per remote file (default: %(default)s)")
-    p.add_argument("--keep-downloads", action="store_true",
-                   help="keep fetched remote WARCs after their shard is written")
+    add_download_options(p)
     p.set_defaults(handler=_build_corpus)
 
     from flows.import_corpus_cli import add_arguments as add_import_arguments

@@ -10,7 +10,7 @@ FORMATS = ("auto", "text", "text-blank-lines", "jsonl", "parquet", "owt", "wikip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flows.cli import DEFAULT_ROOT, _add_runner
+    from flows.cli import DEFAULT_ROOT, _add_runner, add_document_filters, add_download_options
 
     p.add_argument("--root", default=DEFAULT_ROOT, metavar="RUN_DIR",
                    help="run root holding every stage's artifacts (default: %(default)s)")
@@ -32,18 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title-column", default="title",
                    help="optional title field (default: %(default)s)")
     _add_runner(p)
-    p.add_argument("--languages", default="en",
-                   help="comma-separated ISO 639-1 codes to keep (default: %(default)s)")
-    p.add_argument("--lang-threshold", type=float, default=None,
-                   help="minimum language-ID probability to keep a document")
-    p.add_argument("--min-words", type=int, default=None,
-                   help="drop documents with fewer words than this")
-    p.add_argument("--near-dup-threshold", type=float, default=0.8,
-                   help="MinHash Jaccard threshold for near duplicates (default: %(default)s)")
-    p.add_argument("--download-retries", type=int, default=4, metavar="N",
-                   help="retries with exponential backoff per remote file (default: %(default)s)")
-    p.add_argument("--keep-downloads", action="store_true",
-                   help="keep fetched remote files after their shard is written")
+    add_document_filters(p)
+    add_download_options(p)
 
 
 def run_from_cli(args: argparse.Namespace) -> int:
