@@ -46,8 +46,12 @@ def test_gradient_accumulation_equivalence():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
 
 
-def test_nonfinite_loss_skips_and_raises_after_n():
-    model, step = _setup(max_consecutive_nonfinite=2)
+@pytest.mark.parametrize("device_skip", [True, False])
+def test_nonfinite_loss_skips_and_raises_after_n(device_skip):
+    """device_skip: fused AdamW skips on the device (found_inf) before the host sync; False:
+    the host checks first and never calls the optimizer. Either way nothing is updated."""
+    model, step = _setup(max_consecutive_nonfinite=2, device_skip=device_skip)
+    assert step._device_skip() == device_skip       # build_optimizer gives fused AdamW on CPU
     batch = Masker(MCFG, seed=0)(_blocks(4), np.arange(4), epoch=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -55,7 +59,9 @@ def test_nonfinite_loss_skips_and_raises_after_n():
     m = step([batch])
     assert m.skipped and m.consecutive_nonfinite == 1 and math.isnan(m.loss) and step.steps == 0
     assert all(p.grad is None for p in model.parameters())
-    assert step.optimizer.state == {}                                   # no update happened
+    for st in step.optimizer.state.values():        # no update happened (state may exist)
+        assert float(st["step"]) == 0 and not st["exp_avg"].any() and not st["exp_avg_sq"].any()
+    assert step.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 2)   # schedule not advanced
     for k, v in model.state_dict().items():
         if k != "layers.0.up.bias":
             assert torch.equal(v, before[k]), k
@@ -155,3 +161,26 @@ def test_fused_linear_cross_entropy_matches_plain():
         for a, c in zip(g1, g2):
             assert a.dtype == torch.float32
             torch.testing.assert_close(a, c, rtol=tol, atol=tol * c.abs().max().item())
+
+
+@pytest.mark.parametrize("low_precision", [True, False])
+def test_layernorm_output_dtype_under_autocast(low_precision):
+    """low_precision_layernorm: under autocast the LayerNorm returns bf16 computed in float32
+    (so it equals the float32 LayerNorm rounded once); off, whatever autocast's own policy
+    gives (float32 on CUDA; CPU autocast already returns bf16). Outside autocast both are the
+    plain float32 LayerNorm."""
+    from training.model import LayerNorm
+    ln = LayerNorm(CFG.replace(low_precision_layernorm=low_precision))
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5)
+        ln.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 7, CFG.hidden_size).to(torch.bfloat16)
+    ref = torch.nn.functional.layer_norm(x.float(), ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ln(x)
+        autocast_default = torch.nn.LayerNorm.forward(ln, x).dtype
+    assert y.dtype == (torch.bfloat16 if low_precision else autocast_default)
+    torch.testing.assert_close(y.float(), ref, rtol=1e-2, atol=1e-2)
+    if low_precision:
+        assert torch.equal(y, ref.to(torch.bfloat16))
+    assert ln(x.float()).dtype == torch.float32

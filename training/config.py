@@ -59,6 +59,10 @@ class ModelConfig:
     dropout: float = 0.1              # hidden dropout (embeddings, residual branches)
     attention_dropout: float = 0.1    # dropout on attention probabilities
     layer_norm_eps: float = 1e-5
+    # Under autocast, LayerNorm outputs the autocast dtype (statistics and affine still in
+    # float32) instead of float32, so the residual stream is stored in bf16: half the
+    # activation traffic. False keeps torch autocast's float32 LayerNorm outputs (as HF does).
+    low_precision_layernorm: bool = True
     init_std: float = 0.02
     vocab_multiple: int = 64          # pad the embedding/decoder rows internally for fast GEMMs
     nsp_head: bool = False            # next-sentence head, only for the pair input formats

@@ -13,6 +13,9 @@ What is different is only *how* it is computed, for speed:
     has no padding: the caller passes attention_mask=None then, see masking.py);
   - the LM head runs only on the masked positions, gathered by a fixed-size (bucketed) index
     list whose padding entries carry target -100, so `torch.compile` sees static shapes;
+  - under autocast, LayerNorm returns the autocast dtype (computed in float32), so the residual
+    stream between layers is bf16 rather than autocast's float32 (MosaicBERT's "low precision
+    LayerNorm"); float32 runs are unchanged;
   - the token embedding (= decoder) has its rows padded to a multiple of 64; the padding rows
     are zero, never looked up, and their logits are forced to -inf so they are never predicted;
     export slices them off.
@@ -28,6 +31,27 @@ from training.config import ModelConfig
 IGNORE_INDEX = -100
 
 
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm (same parameters and state_dict) that, under autocast and when
+    `low_precision` is set, normalises in float32 and returns the autocast dtype.
+
+    torch autocast runs layer_norm in float32 and returns float32, which makes every residual
+    add, dropout and saved activation between layers twice the size of the bf16 GEMM outputs.
+    Rounding the LayerNorm *output* to bf16 is what the following GEMM does to it anyway."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.low_precision = cfg.low_precision_layernorm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dev = x.device.type
+        if not (self.low_precision and torch.is_autocast_enabled(dev)):
+            return super().forward(x)
+        with torch.autocast(dev, enabled=False):
+            y = F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.to(torch.get_autocast_dtype(dev))
+
+
 class Embeddings(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -35,7 +59,7 @@ class Embeddings(nn.Module):
         self.tokens = nn.Embedding(cfg.padded_vocab_size, cfg.hidden_size)
         self.positions = nn.Embedding(cfg.num_position_rows, cfg.hidden_size)
         self.token_types = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
-        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ln = LayerNorm(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -73,10 +97,10 @@ class Layer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.attn = SelfAttention(cfg)
-        self.ln_attn = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ln_attn = LayerNorm(cfg)
         self.up = nn.Linear(cfg.hidden_size, cfg.ffn_size)
         self.down = nn.Linear(cfg.ffn_size, cfg.hidden_size)
-        self.ln_ffn = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ln_ffn = LayerNorm(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
@@ -90,7 +114,7 @@ class LMHead(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
-        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.ln = LayerNorm(cfg)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))     # real vocab only
         # Logit offset for the padding rows of the decoder: -inf, so they are never predicted.
         self.register_buffer("pad_logit_bias",
@@ -280,5 +304,6 @@ def build_model(cfg: ModelConfig, device: torch.device | str | None = None,
     return model.to(device) if device is not None else model
 
 
-__all__ = ["Roberta", "build_model", "IGNORE_INDEX", "Embeddings", "Layer", "SelfAttention",
+__all__ = ["Roberta", "build_model", "IGNORE_INDEX", "LayerNorm", "Embeddings", "Layer",
+           "SelfAttention",
            "LMHead", "LinearCrossEntropy", "ClassificationHead", "NSPHead"]
