@@ -11,6 +11,8 @@ effective batch is independent of workers x micro-batch size:
   - optional gradient clipping; the grad norm is always computed and reported;
   - a non-finite loss or grad norm skips the update (grads dropped, schedule not advanced) and
     is counted; after `max_consecutive_nonfinite` in a row, `NonFiniteLossError` is raised.
+    With fused AdamW the skip is decided on the device (`found_inf`), so the update is queued
+    before the step's single host sync instead of after it (`device_skip=False`: the old order).
 
 Batch dicts are those produced by `training.masking` (numpy or torch; see that module).
 """
@@ -97,13 +99,14 @@ class TrainStep:
                  scheduler=None, *, clip_grad_norm: float = 0.0,
                  max_consecutive_nonfinite: int | None = None,
                  amp_dtype: torch.dtype | None = torch.bfloat16,
-                 compile: bool | dict = False):
+                 compile: bool | dict = False, device_skip: bool = True):
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.clip_grad_norm = clip_grad_norm
         self.max_consecutive_nonfinite = max_consecutive_nonfinite
         self.amp_dtype = amp_dtype
+        self.device_skip = device_skip
         self.device = next(model.parameters()).device
         self.is_ddp = isinstance(model, DistributedDataParallel)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -131,6 +134,12 @@ class TrainStep:
         self.consecutive_nonfinite = int(state["consecutive_nonfinite"])
 
     # ---- the step ----
+    def _device_skip(self) -> bool:
+        """Can the non-finite check run on the device? Only torch's fused Adam/AdamW take a
+        `found_inf` tensor; other optimizers step after the host has checked the loss."""
+        return (self.device_skip and isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW))
+                and bool(self.optimizer.defaults.get("fused")))
+
     def _global_counts(self, masked: int, sequences: int) -> tuple[float, float, int]:
         if self.is_ddp and dist.is_available() and dist.is_initialized():
             t = torch.tensor([masked, sequences], dtype=torch.float64, device=self.device)
@@ -181,14 +190,24 @@ class TrainStep:
             grads = [p.grad for p in self.params if p.grad is not None]
             gnorm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                      if grads else torch.zeros((), device=self.device))
-        # The one host sync of the step: losses and norm together.
-        mlm_total, nsp_total, gn = torch.stack([mlm_sum, nsp_sum, gnorm.float()]).tolist()
+        stats = torch.stack([mlm_sum, nsp_sum, gnorm.float()])
         lr = float(self.optimizer.param_groups[0]["lr"])
+        device_skip = self._device_skip()
+        if device_skip:
+            # The fused AdamW kernel reads `found_inf` on the device and leaves parameters,
+            # moments and step counts untouched when it is 1 (as under GradScaler), so the update
+            # is launched before the host has seen the loss: the GPU never waits for Python.
+            self.optimizer.found_inf = (~torch.isfinite(stats).all()).float()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        # The one host sync of the step: losses and norm together.
+        mlm_total, nsp_total, gn = stats.tolist()
         mlm_loss = mlm_total / max(masked, 1)
         nsp_loss = nsp_total / nsp_seqs if nsp_seqs else None
         finite = math.isfinite(mlm_total) and math.isfinite(nsp_total) and math.isfinite(gn)
         if finite:
-            self.optimizer.step()
+            if not device_skip:
+                self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
             self.steps += 1
@@ -196,7 +215,8 @@ class TrainStep:
         else:
             self.skipped_total += 1
             self.consecutive_nonfinite += 1
-        self.optimizer.zero_grad(set_to_none=True)
+        if not device_skip:
+            self.optimizer.zero_grad(set_to_none=True)
         metrics = StepMetrics(loss=mlm_loss + (nsp_loss or 0.0), mlm_loss=mlm_loss,
                               nsp_loss=nsp_loss, grad_norm=gn, lr=lr, tokens=tokens,
                               masked_tokens=masked, micro_batches=len(batches),
