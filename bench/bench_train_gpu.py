@@ -15,10 +15,15 @@ does not lose the others; results are appended to --out as they arrive):
   ours_compile_cudnn_attn  ... torch.compile, SDPA restricted to the cuDNN attention backend
   ours_compile_autotune    ... torch.compile(mode="max-autotune-no-cudagraphs")
   hf_eager                 RobertaForMaskedLM, eager attention
-Optional (only when named in --variants):
+Optional (only when named in --variants; their knobs are in OURS_VARIANTS):
   ours_compile_cudagraphs_nofeeder  as ours_compile_cudagraphs, but all masked batches are made
                            before timing and already on the GPU: no masking thread, no H2D copy
                            (the difference to ours_compile_cudagraphs is the feeder's cost)
+  ours_compile_cudagraphs_fp32ln    ... with autocast's float32 LayerNorm outputs (the old model)
+  ours_compile_cudagraphs_hostskip  ... with the non-finite check on the host before the update
+  ours_compile_cudagraphs_cdtune    ... with inductor coordinate-descent tuning
+  ours_combined            the knobs of the COMBINABLE variants that beat ours_compile_cudagraphs
+                           earlier in the same run, merged (skipped when fewer than two did)
 Throughput: batch 64 x 512, 15% masked, dropout 0.1, bf16 autocast, fused AdamW, ~10 warm-up
 + 20 timed steps; every step ends with a host sync on the loss (as a training loop that logs
 does). MFU = tokens/s x FLOPs/token / 768e12 (the issue's measured bf16 peak on H200); the
@@ -68,18 +73,39 @@ from training.optim import build_optimizer, build_scheduler  # noqa: E402
 from training.step import TrainStep, autocast_for, batch_to_device  # noqa: E402
 
 # In priority order: the budget runs out at the end of this list, not the start.
-ALL_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa", "ours_compile",
-                "ours_eager", "hf_sdpa_compile", "ours_compile_cudagraphs",
+ALL_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa",
+                "ours_compile_cudagraphs", "ours_compile", "ours_eager", "hf_sdpa_compile",
                 "ours_compile_cudnn_attn", "ours_compile_autotune", "hf_eager"]
+# Our step's variants. compile: torch.compile kwargs (absent: eager); feeder: "thread" (masks
+# in a background thread, as a loader worker) or "precomputed" (masked batches made up front,
+# already on the device); sdpa: restrict SDPA to one backend; model / step: ModelConfig and
+# TrainStep overrides; inductor: torch._inductor.config settings. Everything not overridden is
+# what `pretrain` itself uses.
+CUDAGRAPHS = {"mode": "reduce-overhead"}
+OURS_VARIANTS: dict[str, dict] = {
+    "ours_eager": {},
+    "ours_compile": {"compile": {}},
+    "ours_compile_cudagraphs": {"compile": CUDAGRAPHS},
+    "ours_compile_cudagraphs_nofeeder": {"compile": CUDAGRAPHS, "feeder": "precomputed"},
+    # one change at a time switched back off, to measure what each is worth
+    "ours_compile_cudagraphs_fp32ln": {"compile": CUDAGRAPHS,
+                                       "model": {"low_precision_layernorm": False}},
+    "ours_compile_cudagraphs_hostskip": {"compile": CUDAGRAPHS, "step": {"device_skip": False}},
+    "ours_compile_cudagraphs_cdtune": {"compile": CUDAGRAPHS,
+                                       "inductor": {"coordinate_descent_tuning": True}},
+    "ours_compile_cudnn_attn": {"compile": CUDAGRAPHS, "sdpa": "cudnn"},
+    "ours_compile_autotune": {"compile": {"mode": "max-autotune"}},
+}
+# `ours_combined` is built while the benchmark runs: the knobs of every COMBINABLE variant that
+# beat COMBINE_BASE (by > 0.5%) in this run, merged. It is skipped when none did.
+COMBINE_BASE = "ours_compile_cudagraphs"
+COMBINABLE = ["ours_compile_cudagraphs_cdtune", "ours_compile_cudnn_attn"]
+OURS_VARIANTS.update(json.loads(os.environ.get("BENCH_EXTRA_VARIANTS", "{}")))  # child processes
 # Accepted by --variants, never run by default.
-OPTIONAL_VARIANTS = ["ours_compile_cudagraphs_nofeeder"]
+OPTIONAL_VARIANTS = [n for n in OURS_VARIANTS if n not in ALL_VARIANTS] + ["ours_combined"]
 SMOKE_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa",
-                  "ours_eager", "hf_eager"]
-COMPILE_MODES = {"ours_compile": {}, "ours_compile_cudagraphs": {"mode": "reduce-overhead"},
-                 "ours_compile_cudagraphs_nofeeder": {"mode": "reduce-overhead"},
-                 "ours_compile_cudnn_attn": {},
-                 "ours_compile_autotune": {"mode": "max-autotune-no-cudagraphs"},
-                 "hf_sdpa_compile": {}}
+                  "ours_eager", "ours_compile_cudagraphs_fp32ln", "hf_eager"]
+COMPILE_MODES = {"hf_sdpa_compile": {}}          # HF's compiled variant
 MIN_SECONDS = {"compile": 100, "plain": 25}      # skip a variant when less budget is left
 RESULT_TAG = "RESULT_JSON "
 
@@ -681,9 +707,22 @@ def _dynamo_counters() -> dict:
         return {"error": repr(e)}
 
 
+def profiled(args, name: str) -> bool:
+    return bool(args.profile) and (args.profile == "all" or name in args.profile.split(","))
+
+
 def profile_variant(args, name: str, step_fn, feeder, device, t_start: float,
                     trainstep=None, opt=None) -> dict:
-    """Host timers (no profiler), then torch.profiler over --profile-steps steps."""
+    """Host timers (no profiler), then torch.profiler over --profile-steps steps. Never raises:
+    the variant's timing is already taken and must not be lost to a profiler problem."""
+    try:
+        return _profile_variant(args, name, step_fn, feeder, device, t_start, trainstep, opt)
+    except Exception as e:  # noqa: BLE001
+        return {"status": "error", "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc()[-2000:]}
+
+
+def _profile_variant(args, name, step_fn, feeder, device, t_start, trainstep, opt) -> dict:
     from torch.profiler import ProfilerActivity, profile, schedule
     out: dict = {}
     if time.perf_counter() - t_start > args.cap_s * 0.8:
@@ -705,12 +744,8 @@ def profile_variant(args, name: str, step_fn, feeder, device, t_start: float,
         with _host_patches(timer, trainstep, opt):
             _instrumented_steps(step_fn, feeder, device, n + 1, timer, on_step=prof.step)
     out["profiled_pass_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out.update(_analyse_profile(prof, n, cuda))
-    out["analysis_s"] = time.perf_counter() - t0
-    out["host_ms_per_step_profiled"] = {k: v["mean_ms"] for k, v in timer.summary().items()}
-    if trainstep is not None or "compile" in name:
-        out["dynamo_counters"] = _dynamo_counters()
+    # The trace first: if the analysis below trips over this torch version's profiler API,
+    # the raw events still come back and can be read offline.
     trace = Path(f"{args.out}.{name}.trace.json.gz")
     try:
         trace.parent.mkdir(parents=True, exist_ok=True)
@@ -726,8 +761,34 @@ def profile_variant(args, name: str, step_fn, feeder, device, t_start: float,
     except Exception as e:  # noqa: BLE001
         out["trace"] = None
         out["trace_note"] = f"export failed: {e!r}"
+    out["device_ops"] = _device_op_table(prof, n)
+    t0 = time.perf_counter()
+    try:
+        out.update(_analyse_profile(prof, n, cuda))
+    except Exception as e:  # noqa: BLE001
+        out["analysis_error"] = f"{type(e).__name__}: {e}"
+        out["analysis_traceback"] = traceback.format_exc()[-2000:]
+    out["analysis_s"] = time.perf_counter() - t0
+    out["host_ms_per_step_profiled"] = {k: v["mean_ms"] for k, v in timer.summary().items()}
+    if trainstep is not None or "compile" in name:
+        out["dynamo_counters"] = _dynamo_counters()
     out["status"] = "ok"
     return out
+
+
+def _device_op_table(prof, steps: int, top: int = 30) -> list[dict]:
+    """Top ops by self device time from key_averages() (a stable API, unlike kineto events)."""
+    try:
+        rows = []
+        for a in prof.key_averages():
+            dev_ms = getattr(a, "self_device_time_total", getattr(a, "self_cuda_time_total", 0)) / 1000
+            if dev_ms > 0:
+                rows.append({"name": a.key[:100], "count": a.count, "self_device_ms_per_step":
+                             dev_ms / steps, "category": kernel_category(a.key)})
+        rows.sort(key=lambda r: -r["self_device_ms_per_step"])
+        return rows[:top]
+    except Exception as e:  # noqa: BLE001
+        return [{"error": f"{type(e).__name__}: {e}"}]
 
 
 def format_profile(name: str, p: dict) -> list[str]:
@@ -752,8 +813,14 @@ def format_profile(name: str, p: dict) -> list[str]:
         for k in g["top_kernels"][:5]:
             lines.append(f"{'':28s}{k['ms_per_step']:7.2f} ms/step {k['pct_gpu_time']:5.1f}%  "
                          f"x{k['count']:<5d} {k['name'][:70]}")
-    else:
+    elif "wall_ms_per_step" in p:
         lines.append(f"{'':26s} profiled wall {p['wall_ms_per_step']:.2f} ms/step (no CUDA)")
+    if p.get("analysis_error"):
+        lines.append(f"{'':26s} analysis failed: {p['analysis_error']}")
+    for r in p.get("device_ops", [])[:8]:
+        if "error" not in r:
+            lines.append(f"{'':28s}{r['self_device_ms_per_step']:7.2f} ms/step device  "
+                         f"x{r['count']:<5d} {r['name'][:70]}")
     top = p.get("top_cpu_ops", [])[:5]
     lines.append(f"{'':26s} top self-CPU ms/step: " + ", ".join(
         f"{r['name'][:40]} {r['self_cpu_ms_per_step']:.2f}" for r in top))
@@ -763,29 +830,38 @@ def format_profile(name: str, p: dict) -> list[str]:
 
 
 def run_ours(args, name: str) -> dict:
+    knobs = OURS_VARIANTS[name]
     device = device_of(args)
     cfg, B, T = shapes(args)
+    cfg = cfg.replace(**knobs.get("model", {}))
     set_precision(fast=True)
+    if knobs.get("inductor"):
+        import torch._inductor.config as inductor_config
+        for k, v in knobs["inductor"].items():
+            setattr(inductor_config, k, v)
     t_start = time.perf_counter()
     model = build_model(cfg, device=device, seed=0)
     ocfg = OptimConfig.named("base", warmup_steps=100)
     opt = build_optimizer(model, ocfg)
-    compile_kw = COMPILE_MODES.get(name, False)
+    compile_kw = knobs.get("compile")
     compile_note = None
-    if name.endswith("_nofeeder") and device.type != "cuda" and compile_kw.get("mode") == "reduce-overhead":
-        compile_kw, compile_note = False, "CUDA graphs need CUDA: eager on this device"
+    if device.type != "cuda" and compile_kw and "max-autotune" in compile_kw.get("mode", ""):
+        compile_kw, compile_note = {}, "max-autotune needs CUDA: default mode on this device"
+    if device.type != "cuda" and compile_kw and compile_kw.get("mode") == "reduce-overhead":
+        compile_kw, compile_note = None, "CUDA graphs need CUDA: eager on this device"
     # `compile={}` is falsy, and TrainStep would not compile at all: pass True for the
     # default mode (run 1 on the H200 measured ours_compile uncompiled for this reason).
-    step = TrainStep(model, opt, build_scheduler(opt, ocfg),
-                     compile=((compile_kw or True) if compile_kw is not False else False))
-    if name.endswith("_nofeeder"):
+    step = TrainStep(model, opt, build_scheduler(opt, ocfg), **knobs.get("step", {}),
+                     compile=False if compile_kw is None else (compile_kw or True))
+    precomputed = knobs.get("feeder") == "precomputed"
+    if precomputed:
         n_pre = args.warmup + args.steps + (max(10, args.profile_steps) + args.profile_steps + 1
-                                            if args.profile else 0)
+                                            if profiled(args, name) else 0)
         feeder = PrecomputedFeeder(cfg, B, T, device, n=n_pre)
     else:
         feeder = BatchFeeder(cfg, B, T, device, dense_labels=False)
     attn_ctx = contextlib.nullcontext
-    if name == "ours_compile_cudnn_attn":
+    if knobs.get("sdpa") == "cudnn" and device.type == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
         attn_ctx = lambda: sdpa_kernel([SDPBackend.CUDNN_ATTENTION])  # noqa: E731
 
@@ -795,21 +871,19 @@ def run_ours(args, name: str) -> dict:
         return m.loss, m.tokens
     try:
         res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start)
-        if args.profile:
-            try:
-                res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start,
-                                                 trainstep=step, opt=opt)
-            except Exception as e:  # noqa: BLE001  the timing above stays valid
-                res["profile"] = {"status": "error", "error": f"{type(e).__name__}: {e}",
-                                  "traceback": traceback.format_exc()[-2000:]}
+        if profiled(args, name):
+            res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start,
+                                             trainstep=step, opt=opt)
     finally:
         feeder.close()
+    res["knobs"] = knobs
     res["fused_adamw"] = bool(opt.defaults.get("fused"))
-    res["compile"] = compile_kw if name in COMPILE_MODES else None
+    res["device_skip"] = step._device_skip()
+    res["compile"] = compile_kw
     res["compiled"] = step.forward is not model
     if compile_note:
         res["compile_note"] = compile_note
-    if name.endswith("_nofeeder"):
+    if precomputed:
         res["feeder"] = f"precomputed on {device.type} ({feeder.masked_batches} batches)"
     res["skipped_steps"] = step.skipped_total
     return res
@@ -839,13 +913,8 @@ def run_hf(args, name: str) -> dict:
         return float(loss.detach()), batch["num_tokens"]
     try:
         res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start)
-        if args.profile:
-            try:
-                res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start,
-                                                 opt=opt)
-            except Exception as e:  # noqa: BLE001
-                res["profile"] = {"status": "error", "error": f"{type(e).__name__}: {e}",
-                                  "traceback": traceback.format_exc()[-2000:]}
+        if profiled(args, name):
+            res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start, opt=opt)
     finally:
         feeder.close()
     res["fused_adamw"] = bool(opt.defaults.get("fused"))
@@ -859,7 +928,7 @@ def run_variant(args, name: str) -> dict:
         return run_check_bf16_vs_fp32(args)
     if name == "check_hf_export":
         return run_check_hf_export(args)
-    if name.startswith("ours"):
+    if name in OURS_VARIANTS:
         return run_ours(args, name)
     if name.startswith("hf"):
         return run_hf(args, name)
@@ -905,7 +974,7 @@ def run_child(args, name: str, remaining: float) -> dict:
            "--batch", str(args.batch), "--seq", str(args.seq), "--out", str(args.out)] + (
                ["--smoke"] if args.smoke else [])
     if args.profile:
-        cmd += ["--profile", "--profile-steps", str(args.profile_steps)]
+        cmd += ["--profile", args.profile, "--profile-steps", str(args.profile_steps)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, cwd=str(REPO))
     killed = threading.Event()
@@ -937,6 +1006,23 @@ def run_child(args, name: str, remaining: float) -> dict:
         why = f"killed at the {cap:.0f}s cap" if killed.is_set() else f"exit code {proc.returncode}"
         result = {"status": "error", "error": f"no result ({why})", "output_tail": tail[-15:]}
     return result
+
+
+def combined_knobs(results: dict) -> tuple[dict | None, list[str]]:
+    """Merge the knobs of the COMBINABLE variants that beat COMBINE_BASE in `results`."""
+    v = results["variants"]
+    base = v.get(COMBINE_BASE, {}).get("tokens_per_s")
+    if not base:
+        return None, []
+    winners = [n for n in COMBINABLE
+               if v.get(n, {}).get("status") == "ok" and v[n].get("tokens_per_s", 0) > 1.005 * base]
+    if len(winners) < 2:          # one winner is already measured as itself
+        return None, winners
+    knobs: dict = json.loads(json.dumps(OURS_VARIANTS[COMBINE_BASE]))
+    for n in winners:
+        for k, val in OURS_VARIANTS[n].items():
+            knobs[k] = {**knobs.get(k, {}), **val} if isinstance(val, dict) else val
+    return knobs, winners
 
 
 def summarize(results: dict, cfg: ModelConfig, T: int, peak: float) -> dict:
@@ -989,9 +1075,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--isolate", dest="isolate", action="store_true", default=None,
                     help="one subprocess per variant (default on GPU)")
     ap.add_argument("--no-isolate", dest="isolate", action="store_false")
-    ap.add_argument("--profile", action="store_true",
+    ap.add_argument("--profile", nargs="?", const="all", default=None, metavar="VARIANTS",
                     help="after the timed steps: host-phase timers + torch.profiler breakdown "
-                         "(variants.<name>.profile) and <out>.<name>.trace.json.gz")
+                         "(variants.<name>.profile) and <out>.<name>.trace.json.gz; for all "
+                         "timed variants, or only the comma-listed ones")
     ap.add_argument("--profile-steps", type=int, default=6, help="steps recorded by the profiler")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1035,6 +1122,16 @@ def main(argv=None) -> dict:
             results["variants"][name] = {"status": "skipped", "error": f"budget: {remaining:.0f}s left"}
             log(f"{name}: skipped ({remaining:.0f}s of budget left)")
             continue
+        if name == "ours_combined":
+            knobs, winners = combined_knobs(results)
+            if knobs is None:
+                results["variants"][name] = {"status": "skipped", "error": (
+                    f"fewer than two of {COMBINABLE} beat {COMBINE_BASE} (winners: {winners})")}
+                log(f"{name}: skipped, winners {winners}")
+                continue
+            OURS_VARIANTS[name] = knobs
+            os.environ["BENCH_EXTRA_VARIANTS"] = json.dumps({name: knobs})
+            log(f"{name}: knobs {knobs} from {winners}")
         log(f"{name}: start ({remaining:.0f}s of budget left)")
         res = run_child(args, name, remaining) if isolate else run_variant_safely(args, name)
         results["variants"][name] = res

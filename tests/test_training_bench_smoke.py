@@ -78,7 +78,7 @@ def test_gpu_bench_profile_smoke_on_cpu(tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())
-    assert res["config"]["profile"] is True
+    assert res["config"]["profile"] == "all"
     for name in names:
         v = res["variants"][name]
         assert v["status"] == "ok", (name, v)
@@ -102,6 +102,30 @@ def test_gpu_bench_profile_smoke_on_cpu(tmp_path):
     assert nf["tokens_per_s"] > 0 and nf["skipped_steps"] == 0
 
 
+def _load_bench():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_train_gpu", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_combined_variant_merges_only_the_knobs_that_won():
+    bench = _load_bench()
+    cd, cudnn = bench.COMBINABLE
+    ok = lambda tps: {"status": "ok", "tokens_per_s": tps}   # noqa: E731
+    res = {"variants": {bench.COMBINE_BASE: ok(100.0), cd: ok(103.0), cudnn: ok(100.2)}}
+    assert bench.combined_knobs(res) == (None, [cd])          # one winner: nothing to combine
+    res["variants"][cudnn] = ok(102.0)
+    knobs, winners = bench.combined_knobs(res)
+    assert winners == [cd, cudnn]
+    assert knobs == {"compile": {"mode": "reduce-overhead"}, "sdpa": "cudnn",
+                     "inductor": {"coordinate_descent_tuning": True}}
+    res["variants"][cd] = {"status": "error"}
+    assert bench.combined_knobs(res) == (None, [cudnn])
+    assert bench.combined_knobs({"variants": {}}) == (None, [])
+
+
 class _Ev:
     def __init__(self, name, t0_ms, t1_ms, at, dev, tid=1):
         self._n, self._a, self._b, self._at, self._dev, self._tid = (
@@ -120,13 +144,10 @@ class _Ev:
 def test_profile_analysis_on_synthetic_kineto_events():
     """The GPU part of --profile (busy = union of kernel intervals, idle split by host phase,
     categories) cannot run on CPU: check it on hand-made kineto events."""
-    import importlib.util
     import types
 
     import torch
-    spec = importlib.util.spec_from_file_location("bench_train_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench()
     CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
     ev = [
         # two steps of 10 ms; the last step's annotation includes the final sync
