@@ -184,3 +184,52 @@ def test_layernorm_output_dtype_under_autocast(low_precision):
     if low_precision:
         assert torch.equal(y, ref.to(torch.bfloat16))
     assert ln(x.float()).dtype == torch.float32
+
+
+def _batches(n_batches=4, per=2, seed=3):
+    blocks, masker = _blocks(n_batches * per), Masker(MCFG, seed=seed)
+    return [masker(blocks[i:i + per], np.arange(i, i + per), epoch=0)
+            for i in range(0, n_batches * per, per)]
+
+
+@pytest.mark.parametrize("device_skip", [True, False])
+def test_pipelined_launches_match_synchronous_steps(device_skip):
+    """launch(k+1) before result(k) (what the loop does so the GPU never waits for Python)
+    gives the same losses, LRs and weights as calling the step synchronously."""
+    batches = _batches()
+    m1, s1 = _setup(device_skip=device_skip)
+    m2, s2 = _setup(device_skip=device_skip)
+    sync = [s1([b]) for b in batches]
+    piped, prev = [], None
+    for b in batches:
+        nxt = s2.launch([b])
+        if prev is not None:
+            piped.append(prev.result())
+        prev = nxt
+    piped.append(s2.drain())
+    assert s2.drain() is None
+    assert [m.as_dict() for m in piped] == [m.as_dict() for m in sync]
+    for (n, a), (_, b) in zip(m1.named_parameters(), m2.named_parameters()):
+        assert torch.equal(a, b), n
+
+
+def test_pipelined_skip_is_taken_back_from_the_schedule():
+    """A skipped update found one step late: the schedule is rewound, so after it the LR
+    and counters are as if the step had never been taken; only the already-launched next
+    update used the next LR (the one documented difference from synchronous stepping)."""
+    from training.optim import lr_at
+    batches = _batches()
+    model, step = _setup(max_consecutive_nonfinite=3)
+    ocfg = OptimConfig.named("tiny", peak_lr=1e-3, warmup_steps=2)
+    with torch.no_grad():
+        model.layers[0].up.bias[0] = float("nan")
+    bad = step.launch([batches[0]])
+    with torch.no_grad():
+        model.layers[0].up.bias[0] = 0.0
+    good = step.launch([batches[1]])
+    mb, mg = bad.result(), good.result()
+    assert mb.skipped and not mg.skipped and step.steps == 1 and step.skipped_total == 1
+    assert mb.lr == pytest.approx(lr_at(0, ocfg)) and mg.lr == pytest.approx(lr_at(1, ocfg))
+    assert step.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(1, ocfg))
+    assert step.scheduler.last_epoch == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -118,6 +118,7 @@ class TrainStep:
         # the previous replay are not considered live.
         self._mark_cudagraph_step = bool(compile) and compile_kw.get("mode") in (
             "reduce-overhead", "max-autotune")
+        self._pending: PendingStep | None = None   # launched, not yet read
         # counters (part of the checkpoint: see state_dict)
         self.steps = 0
         self.skipped_total = 0
@@ -140,16 +141,31 @@ class TrainStep:
         return (self.device_skip and isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW))
                 and bool(self.optimizer.defaults.get("fused")))
 
-    def _global_counts(self, masked: int, sequences: int) -> tuple[float, float, int]:
+    def _global_counts(self, masked: int, sequences: int):
+        """Masked tokens and NSP sequences of the whole update (all ranks), for the loss scale.
+        Under DDP these stay device tensors: reading them would be a host sync per step."""
         if self.is_ddp and dist.is_available() and dist.is_initialized():
-            t = torch.tensor([masked, sequences], dtype=torch.float64, device=self.device)
+            t = torch.tensor([masked, sequences], dtype=torch.float32, device=self.device)
             dist.all_reduce(t)
-            return float(t[0]), float(t[1]), dist.get_world_size()
-        return float(masked), float(sequences), 1
+            return t[0].clamp_min(1.0), t[1].clamp_min(1.0), dist.get_world_size()
+        return max(float(masked), 1.0), max(float(sequences), 1.0), 1
 
     def __call__(self, micro_batches: list[dict]) -> StepMetrics:
+        """One update, synchronously: launch it and wait for its metrics."""
+        return self.launch(micro_batches).result()
+
+    def launch(self, micro_batches: list[dict]) -> "PendingStep":
+        """Queue one update on the device and return without waiting for it.
+
+        With fused AdamW (device-side skip) the next update can be launched before this one's
+        `result()` is read, so the host prepares step k+1 while the GPU runs step k and the
+        GPU never idles on Python. Otherwise an unread previous step is resolved first (its
+        update has to be applied before new gradients are made).
+        """
         if not micro_batches:
             raise ValueError("TrainStep needs at least one micro-batch")
+        if self._pending is not None and not self._pending.device_skip:
+            self._pending.result()
         batches = [batch_to_device(mb, self.device) for mb in micro_batches]
         masked = sum(int(mb["num_masked"]) for mb in batches)
         tokens = sum(int(mb["num_tokens"]) for mb in batches)
@@ -158,8 +174,8 @@ class TrainStep:
         g_masked, g_nsp, world = self._global_counts(masked, nsp_seqs)
         # DDP averages gradients over ranks; multiplying by `world` turns that into a sum, so
         # the result is the per-masked-token mean over the whole global update.
-        mlm_scale = world / max(g_masked, 1.0)
-        nsp_scale = world / max(g_nsp, 1.0)
+        mlm_scale = world / g_masked
+        nsp_scale = world / g_nsp
 
         self.model.train()
         mlm_sum = torch.zeros((), device=self.device)
@@ -196,30 +212,54 @@ class TrainStep:
         if device_skip:
             # The fused AdamW kernel reads `found_inf` on the device and leaves parameters,
             # moments and step counts untouched when it is 1 (as under GradScaler), so the update
-            # is launched before the host has seen the loss: the GPU never waits for Python.
+            # is queued before the host has seen the loss.
             self.optimizer.found_inf = (~torch.isfinite(stats).all()).float()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        # The one host sync of the step: losses and norm together.
-        mlm_total, nsp_total, gn = stats.tolist()
-        mlm_loss = mlm_total / max(masked, 1)
-        nsp_loss = nsp_total / nsp_seqs if nsp_seqs else None
-        finite = math.isfinite(mlm_total) and math.isfinite(nsp_total) and math.isfinite(gn)
-        if finite:
-            if not device_skip:
-                self.optimizer.step()
+            # Assume the update is good and advance the schedule now, so a step launched before
+            # this one is read gets the next LR; result() takes it back if the update was skipped.
             if self.scheduler is not None:
                 self.scheduler.step()
+        stats_host = stats.to("cpu", non_blocking=True) if stats.device.type == "cuda" else stats
+        done = torch.cuda.Event() if stats.device.type == "cuda" else None
+        if done is not None:
+            done.record()
+        self._pending = PendingStep(self, stats_host, done, lr=lr, tokens=tokens, masked=masked,
+                                    nsp_seqs=nsp_seqs, micro_batches=len(batches),
+                                    device_skip=device_skip)
+        return self._pending
+
+    def drain(self) -> StepMetrics | None:
+        """Read the last launched update, if unread (before a checkpoint, validation, exit)."""
+        return self._pending.result() if self._pending is not None else None
+
+    def _finish(self, p: "PendingStep") -> StepMetrics:
+        """Host bookkeeping of a launched update, in launch order (called by PendingStep)."""
+        if p.done is not None:
+            p.done.synchronize()          # the one host sync of the step
+        mlm_total, nsp_total, gn = p.stats.tolist()
+        mlm_loss = mlm_total / max(p.masked, 1)
+        nsp_loss = nsp_total / p.nsp_seqs if p.nsp_seqs else None
+        finite = math.isfinite(mlm_total) and math.isfinite(nsp_total) and math.isfinite(gn)
+        if finite:
+            if not p.device_skip:
+                self.optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
             self.steps += 1
             self.consecutive_nonfinite = 0
         else:
+            if p.device_skip and self.scheduler is not None:
+                _rewind(self.scheduler)
             self.skipped_total += 1
             self.consecutive_nonfinite += 1
-        if not device_skip:
+        if not p.device_skip:
             self.optimizer.zero_grad(set_to_none=True)
+        if self._pending is p:
+            self._pending = None
         metrics = StepMetrics(loss=mlm_loss + (nsp_loss or 0.0), mlm_loss=mlm_loss,
-                              nsp_loss=nsp_loss, grad_norm=gn, lr=lr, tokens=tokens,
-                              masked_tokens=masked, micro_batches=len(batches),
+                              nsp_loss=nsp_loss, grad_norm=gn, lr=p.lr, tokens=p.tokens,
+                              masked_tokens=p.masked, micro_batches=p.micro_batches,
                               skipped=not finite,
                               consecutive_nonfinite=self.consecutive_nonfinite, step=self.steps)
         if (not finite and self.max_consecutive_nonfinite is not None
@@ -230,6 +270,44 @@ class TrainStep:
                 f"good updates; stopping. Lower the LR / raise warm-up, or resume from the last "
                 f"good checkpoint with another seed.")
         return metrics
+
+
+def _rewind(scheduler) -> None:
+    """Undo one scheduler.step() of a LambdaLR-style scheduler (LR = f(last_epoch))."""
+    scheduler.last_epoch -= 1
+    lrs = [base * lmbda(scheduler.last_epoch)
+           for base, lmbda in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
+
+
+class PendingStep:
+    """A launched update; `result()` waits for it (once) and returns its StepMetrics.
+
+    Steps must be read in launch order: reading one first reads any earlier unread one."""
+
+    def __init__(self, owner: TrainStep, stats, done, **info):
+        self.owner, self.stats, self.done = owner, stats, done
+        self.lr, self.tokens, self.masked = info["lr"], info["tokens"], info["masked"]
+        self.nsp_seqs, self.micro_batches = info["nsp_seqs"], info["micro_batches"]
+        self.device_skip = info["device_skip"]
+        self.previous = owner._pending
+        self._metrics: StepMetrics | None = None
+        self._error: BaseException | None = None
+
+    def result(self) -> StepMetrics:
+        if self._metrics is None and self._error is None:
+            if self.previous is not None:
+                prev, self.previous = self.previous, None
+                prev.result()
+            try:
+                self._metrics = self.owner._finish(self)
+            except NonFiniteLossError as e:
+                self._error = e
+        if self._error is not None:
+            raise self._error
+        return self._metrics
 
 
 @torch.no_grad()
@@ -250,5 +328,5 @@ def eval_step(model: torch.nn.Module, batch: dict,
     return float(out["mlm_loss_sum"]), int(b["num_masked"])
 
 
-__all__ = ["TrainStep", "StepMetrics", "NonFiniteLossError", "batch_to_device", "autocast_for",
+__all__ = ["TrainStep", "PendingStep", "StepMetrics", "NonFiniteLossError", "batch_to_device", "autocast_for",
            "eval_step", "TENSOR_KEYS"]
