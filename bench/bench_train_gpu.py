@@ -21,12 +21,17 @@ Optional (only when named in --variants; their knobs are in OURS_VARIANTS):
                            (the difference to ours_compile_cudagraphs is the feeder's cost)
   ours_compile_cudagraphs_fp32ln    ... with autocast's float32 LayerNorm outputs (the old model)
   ours_compile_cudagraphs_hostskip  ... with the non-finite check on the host before the update
-  ours_compile_cudagraphs_cdtune    ... with inductor coordinate-descent tuning
+  ours_compile_cudagraphs_sync      ... reading each step's metrics before launching the next
+  ours_compile_cudagraphs_cdtune    ... with inductor coordinate-descent tuning (slow compile)
+  ours_compile_flash_attn  ... SDPA restricted to the flash (FA2) backend
+  ours_compile_cudagraphs_aten_random  ... with ATen's dropout RNG (inductor fallback_random)
   ours_combined            the knobs of the COMBINABLE variants that beat ours_compile_cudagraphs
                            earlier in the same run, merged (skipped when fewer than two did)
 Throughput: batch 64 x 512, 15% masked, dropout 0.1, bf16 autocast, fused AdamW, ~10 warm-up
-+ 20 timed steps; every step ends with a host sync on the loss (as a training loop that logs
-does). MFU = tokens/s x FLOPs/token / 768e12 (the issue's measured bf16 peak on H200); the
++ 20 timed steps; every step's loss is read on the host (as a training loop that logs does).
+Our step runs pipelined, as `pretrain` does: step k+1 is launched before step k's metrics are
+read (TrainStep.launch / PendingStep.result), so the GPU does not wait for Python between
+steps; `_sync` variants read each step before launching the next. MFU = tokens/s x FLOPs/token / 768e12 (the issue's measured bf16 peak on H200); the
 FLOPs/token are computed from the config (601 MFLOP at base shapes: head on masked tokens).
 
     python bench/bench_train_gpu.py --out $OUT/gpu.json             # everything, ~6-7 min
@@ -91,15 +96,23 @@ OURS_VARIANTS: dict[str, dict] = {
     "ours_compile_cudagraphs_fp32ln": {"compile": CUDAGRAPHS,
                                        "model": {"low_precision_layernorm": False}},
     "ours_compile_cudagraphs_hostskip": {"compile": CUDAGRAPHS, "step": {"device_skip": False}},
+    "ours_compile_cudagraphs_sync": {"compile": CUDAGRAPHS, "pipelined": False},
+    # candidate speed-ups, not (yet) defaults
     "ours_compile_cudagraphs_cdtune": {"compile": CUDAGRAPHS,
                                        "inductor": {"coordinate_descent_tuning": True}},
     "ours_compile_cudnn_attn": {"compile": CUDAGRAPHS, "sdpa": "cudnn"},
+    "ours_compile_flash_attn": {"compile": CUDAGRAPHS, "sdpa": "flash"},
+    # ATen's dropout kernel (curand Philox, 4 numbers per call) instead of inductor's
+    # per-element Triton RNG fused into the residual/LayerNorm kernels
+    "ours_compile_cudagraphs_aten_random": {"compile": CUDAGRAPHS,
+                                            "inductor": {"fallback_random": True}},
     "ours_compile_autotune": {"compile": {"mode": "max-autotune"}},
 }
 # `ours_combined` is built while the benchmark runs: the knobs of every COMBINABLE variant that
 # beat COMBINE_BASE (by > 0.5%) in this run, merged. It is skipped when none did.
 COMBINE_BASE = "ours_compile_cudagraphs"
-COMBINABLE = ["ours_compile_cudagraphs_cdtune", "ours_compile_cudnn_attn"]
+COMBINABLE = ["ours_compile_flash_attn", "ours_compile_cudagraphs_aten_random",
+              "ours_compile_cudnn_attn"]
 OURS_VARIANTS.update(json.loads(os.environ.get("BENCH_EXTRA_VARIANTS", "{}")))  # child processes
 # Accepted by --variants, never run by default.
 OPTIONAL_VARIANTS = [n for n in OURS_VARIANTS if n not in ALL_VARIANTS] + ["ours_combined"]
@@ -369,7 +382,10 @@ def run_check_hf_export(args) -> dict:
     return res
 
 
-def _timed_loop(step_fn, feeder, device, warmup: int, steps: int, cap_s: float, t_start: float) -> dict:
+def _timed_loop(step_fn, feeder, device, warmup: int, steps: int, cap_s: float, t_start: float,
+                drain=None) -> dict:
+    """step_fn(batch) -> loss of the step it finished (None when it only launched one);
+    drain() -> the loss of a step still in flight (pipelined steps), or None."""
     log_every = max(1, warmup // 2)
     t_first = None
     for i in range(warmup):
@@ -391,12 +407,16 @@ def _timed_loop(step_fn, feeder, device, warmup: int, steps: int, cap_s: float, 
     t0 = time.perf_counter()
     done, losses, tokens = 0, [], 0
     for _ in range(steps):
-        loss, ntok = step_fn(feeder.get())
-        losses.append(loss)
-        tokens += ntok
+        batch = feeder.get()
+        loss = step_fn(batch)
+        if loss is not None:
+            losses.append(loss)
+        tokens += int(batch["num_tokens"])
         done += 1
         if time.perf_counter() - t_start > cap_s * 0.95:
             break
+    if drain is not None and (loss := drain()) is not None:
+        losses.append(loss)
     if device.type == "cuda":
         end_ev.record()
     sync(device)
@@ -861,16 +881,28 @@ def run_ours(args, name: str) -> dict:
     else:
         feeder = BatchFeeder(cfg, B, T, device, dense_labels=False)
     attn_ctx = contextlib.nullcontext
-    if knobs.get("sdpa") == "cudnn" and device.type == "cuda":
+    if knobs.get("sdpa") and device.type == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
-        attn_ctx = lambda: sdpa_kernel([SDPBackend.CUDNN_ATTENTION])  # noqa: E731
+        backend = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                   "efficient": SDPBackend.EFFICIENT_ATTENTION}[knobs["sdpa"]]
+        attn_ctx = lambda: sdpa_kernel([backend])  # noqa: E731
+
+    pipelined = knobs.get("pipelined", True)
+    pending: list = []
 
     def step_fn(batch):
+        """Pipelined (as `pretrain` runs): launch this update, then read the previous one."""
         with attn_ctx():
-            m = step([batch])
-        return m.loss, m.tokens
+            pending.append(step.launch([batch]))
+        if not pipelined or len(pending) > 1:
+            return pending.pop(0).result().loss
+        return None
+
+    def drain():
+        return pending.pop(0).result().loss if pending else None
     try:
-        res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start)
+        res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start,
+                          drain=drain)
         if profiled(args, name):
             res["profile"] = profile_variant(args, name, step_fn, feeder, device, t_start,
                                              trainstep=step, opt=opt)
@@ -910,7 +942,7 @@ def run_hf(args, name: str) -> dict:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss.detach()), batch["num_tokens"]
+        return float(loss.detach())
     try:
         res = _timed_loop(step_fn, feeder, device, args.warmup, args.steps, args.cap_s, t_start)
         if profiled(args, name):
@@ -1070,6 +1102,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--budget-s", type=float, default=420.0, help="total wall budget")
     ap.add_argument("--cap-s", type=float, default=200.0, help="per-variant wall cap")
+    ap.add_argument("--min-compile-s", type=float, default=MIN_SECONDS["compile"],
+                    help="skip a compiled variant when less of the budget is left")
     ap.add_argument("--peak-tflops", type=float, default=768.0,
                     help="MFU denominator (issue 7: bf16 8192^3 matmul measured on H200)")
     ap.add_argument("--isolate", dest="isolate", action="store_true", default=None,
@@ -1115,7 +1149,7 @@ def main(argv=None) -> dict:
     write_json(out, results)
     for name in names:
         remaining = args.budget_s - (time.perf_counter() - t_begin)
-        need = MIN_SECONDS["compile" if "compile" in name else "plain"]
+        need = args.min_compile_s if "compile" in name else MIN_SECONDS["plain"]
         if args.smoke:
             need = 1
         if remaining < need:
