@@ -19,6 +19,7 @@ Batch dicts are those produced by `training.masking` (numpy or torch; see that m
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -28,6 +29,34 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 TENSOR_KEYS = ("input_ids", "mlm_positions", "mlm_targets", "attention_mask", "nsp_labels")
+
+
+# `compile=` presets (TrainStep, `pretrain --compile`). "cudagraphs" is the fastest measured on
+# an H200 (bench/RESULTS.md, run 4): CUDA graphs (mode "reduce-overhead") plus ATen's dropout
+# RNG instead of inductor's per-element Triton Philox (+2% there).
+COMPILE_PRESETS: dict[str, dict] = {
+    "default": {},
+    "cudagraphs": {"options": {"triton.cudagraphs": True, "fallback_random": True}},
+}
+
+
+def compile_kwargs(spec: bool | str | dict | None) -> dict | None:
+    """torch.compile keyword arguments for a `compile=` value; None: do not compile."""
+    if spec is None or spec is False or spec == "off":
+        return None
+    if spec is True:
+        return {}
+    if isinstance(spec, dict):
+        return copy.deepcopy(spec)
+    if spec not in COMPILE_PRESETS:
+        raise ValueError(f"compile={spec!r}: choose off, {', '.join(COMPILE_PRESETS)} or a dict "
+                         f"of torch.compile arguments")
+    return copy.deepcopy(COMPILE_PRESETS[spec])
+
+
+def uses_cudagraphs(kw: dict | None) -> bool:
+    return bool(kw is not None and (kw.get("mode") in ("reduce-overhead", "max-autotune")
+                                    or kw.get("options", {}).get("triton.cudagraphs")))
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -89,8 +118,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 class TrainStep:
     """Callable: `metrics = step(list_of_micro_batches)`.
 
-    model: our `Roberta`, optionally wrapped in DDP. compile: False, True, or a dict of
-    `torch.compile` keyword arguments (e.g. {"mode": "max-autotune-no-cudagraphs"}); the
+    model: our `Roberta`, optionally wrapped in DDP. compile: False/"off", True/"default",
+    "cudagraphs" (COMPILE_PRESETS), or a dict of `torch.compile` keyword arguments; the
     compiled forward includes the masked gather and the loss. The original module (and its
     state_dict keys) is left untouched.
     """
@@ -99,7 +128,7 @@ class TrainStep:
                  scheduler=None, *, clip_grad_norm: float = 0.0,
                  max_consecutive_nonfinite: int | None = None,
                  amp_dtype: torch.dtype | None = torch.bfloat16,
-                 compile: bool | dict = False, device_skip: bool = True):
+                 compile: bool | str | dict = False, device_skip: bool = True):
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -111,13 +140,12 @@ class TrainStep:
         self.is_ddp = isinstance(model, DistributedDataParallel)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.forward = model
-        compile_kw = compile if isinstance(compile, dict) else {}
-        if compile:
+        compile_kw = compile_kwargs(compile)
+        if compile_kw is not None:
             self.forward = torch.compile(model, **compile_kw)
         # CUDA-graph modes: tell the cudagraph trees where an iteration starts, so outputs of
         # the previous replay are not considered live.
-        self._mark_cudagraph_step = bool(compile) and compile_kw.get("mode") in (
-            "reduce-overhead", "max-autotune")
+        self._mark_cudagraph_step = uses_cudagraphs(compile_kw)
         self._pending: PendingStep | None = None   # launched, not yet read
         # counters (part of the checkpoint: see state_dict)
         self.steps = 0
@@ -135,6 +163,11 @@ class TrainStep:
         self.consecutive_nonfinite = int(state["consecutive_nonfinite"])
 
     # ---- the step ----
+    @property
+    def pipelined(self) -> bool:
+        """Can launch() be called again before the previous step's result() is read?"""
+        return self._device_skip()
+
     def _device_skip(self) -> bool:
         """Can the non-finite check run on the device? Only torch's fused Adam/AdamW take a
         `found_inf` tensor; other optimizers step after the host has checked the loss."""
@@ -328,5 +361,5 @@ def eval_step(model: torch.nn.Module, batch: dict,
     return float(out["mlm_loss_sum"]), int(b["num_masked"])
 
 
-__all__ = ["TrainStep", "PendingStep", "StepMetrics", "NonFiniteLossError", "batch_to_device", "autocast_for",
+__all__ = ["TrainStep", "PendingStep", "StepMetrics", "COMPILE_PRESETS", "compile_kwargs", "NonFiniteLossError", "batch_to_device", "autocast_for",
            "eval_step", "TENSOR_KEYS"]
