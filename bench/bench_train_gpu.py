@@ -11,9 +11,10 @@ does not lose the others; results are appended to --out as they arrive):
   ours_eager               our real step: model + masking + AdamW/schedule + TrainStep
   ours_compile             ... with torch.compile (default mode)
   hf_sdpa_compile          RobertaForMaskedLM sdpa + torch.compile
-  ours_compile_cudagraphs  ... torch.compile(mode="reduce-overhead") (CUDA graphs)
+  ours_compile_cudagraphs  ... compile="cudagraphs" (CUDA graphs + ATen dropout RNG): what
+                           `pretrain` runs on a GPU
   ours_compile_cudnn_attn  ... torch.compile, SDPA restricted to the cuDNN attention backend
-  ours_compile_autotune    ... torch.compile(mode="max-autotune-no-cudagraphs")
+  ours_compile_autotune    ... inductor max-autotune (+ CUDA graphs, ATen RNG; long compile)
   hf_eager                 RobertaForMaskedLM, eager attention
 Optional (only when named in --variants; their knobs are in OURS_VARIANTS):
   ours_compile_cudagraphs_nofeeder  as ours_compile_cudagraphs, but all masked batches are made
@@ -22,9 +23,10 @@ Optional (only when named in --variants; their knobs are in OURS_VARIANTS):
   ours_compile_cudagraphs_fp32ln    ... with autocast's float32 LayerNorm outputs (the old model)
   ours_compile_cudagraphs_hostskip  ... with the non-finite check on the host before the update
   ours_compile_cudagraphs_sync      ... reading each step's metrics before launching the next
+  ours_compile_cudagraphs_inductor_random  ... with inductor's Triton dropout RNG (plain
+                           mode="reduce-overhead"; the preset adds fallback_random)
   ours_compile_cudagraphs_cdtune    ... with inductor coordinate-descent tuning (slow compile)
   ours_compile_flash_attn  ... SDPA restricted to the flash (FA2) backend
-  ours_compile_cudagraphs_aten_random  ... with ATen's dropout RNG (inductor fallback_random)
   ours_combined            the knobs of the COMBINABLE variants that beat ours_compile_cudagraphs
                            earlier in the same run, merged (skipped when fewer than two did)
 Throughput: batch 64 x 512, 15% masked, dropout 0.1, bf16 autocast, fused AdamW, ~10 warm-up
@@ -53,7 +55,6 @@ import bisect
 import contextlib
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -75,7 +76,9 @@ from training.config import MaskingConfig, ModelConfig, OptimConfig  # noqa: E40
 from training.masking import Masker, labels_from_batch  # noqa: E402
 from training.model import build_model  # noqa: E402
 from training.optim import build_optimizer, build_scheduler  # noqa: E402
-from training.step import TrainStep, autocast_for, batch_to_device  # noqa: E402
+from training.prefetch import Prefetcher, pinned  # noqa: E402
+from training.step import (TrainStep, autocast_for, batch_to_device, compile_kwargs,  # noqa: E402
+                           uses_cudagraphs)
 
 # In priority order: the budget runs out at the end of this list, not the start.
 ALL_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa",
@@ -86,32 +89,37 @@ ALL_VARIANTS = ["matmul_peak", "check_bf16_vs_fp32", "check_hf_export", "hf_sdpa
 # already on the device); sdpa: restrict SDPA to one backend; model / step: ModelConfig and
 # TrainStep overrides; inductor: torch._inductor.config settings. Everything not overridden is
 # what `pretrain` itself uses.
-CUDAGRAPHS = {"mode": "reduce-overhead"}
+# Variants that pick an SDPA backend also disable inductor's caches: the backend is chosen
+# while tracing, and the FX-graph cache does not key on it (run 4's flash figure was a cache hit
+# on the cuDNN graph).
+NO_CACHE = {"force_disable_caches": True}
 OURS_VARIANTS: dict[str, dict] = {
     "ours_eager": {},
-    "ours_compile": {"compile": {}},
-    "ours_compile_cudagraphs": {"compile": CUDAGRAPHS},
-    "ours_compile_cudagraphs_nofeeder": {"compile": CUDAGRAPHS, "feeder": "precomputed"},
+    "ours_compile": {"compile": "default"},
+    # what `pretrain` runs on a GPU (compile="auto" -> step.COMPILE_PRESETS["cudagraphs"])
+    "ours_compile_cudagraphs": {"compile": "cudagraphs"},
+    "ours_compile_cudagraphs_nofeeder": {"compile": "cudagraphs", "feeder": "precomputed"},
     # one change at a time switched back off, to measure what each is worth
-    "ours_compile_cudagraphs_fp32ln": {"compile": CUDAGRAPHS,
+    "ours_compile_cudagraphs_fp32ln": {"compile": "cudagraphs",
                                        "model": {"low_precision_layernorm": False}},
-    "ours_compile_cudagraphs_hostskip": {"compile": CUDAGRAPHS, "step": {"device_skip": False}},
-    "ours_compile_cudagraphs_sync": {"compile": CUDAGRAPHS, "pipelined": False},
+    "ours_compile_cudagraphs_hostskip": {"compile": "cudagraphs", "step": {"device_skip": False}},
+    "ours_compile_cudagraphs_sync": {"compile": "cudagraphs", "pipelined": False},
+    # inductor's own per-element Triton RNG for dropout (plain mode="reduce-overhead")
+    "ours_compile_cudagraphs_inductor_random": {"compile": {"mode": "reduce-overhead"}},
     # candidate speed-ups, not (yet) defaults
-    "ours_compile_cudagraphs_cdtune": {"compile": CUDAGRAPHS,
+    "ours_compile_cudagraphs_cdtune": {"compile": "cudagraphs",
                                        "inductor": {"coordinate_descent_tuning": True}},
-    "ours_compile_cudnn_attn": {"compile": CUDAGRAPHS, "sdpa": "cudnn"},
-    "ours_compile_flash_attn": {"compile": CUDAGRAPHS, "sdpa": "flash"},
-    # ATen's dropout kernel (curand Philox, 4 numbers per call) instead of inductor's
-    # per-element Triton RNG fused into the residual/LayerNorm kernels
-    "ours_compile_cudagraphs_aten_random": {"compile": CUDAGRAPHS,
-                                            "inductor": {"fallback_random": True}},
-    "ours_compile_autotune": {"compile": {"mode": "max-autotune"}},
+    "ours_compile_cudnn_attn": {"compile": "cudagraphs", "sdpa": "cudnn", "inductor": NO_CACHE},
+    "ours_compile_flash_attn": {"compile": "cudagraphs", "sdpa": "flash", "inductor": NO_CACHE},
+    # mode="max-autotune" with the preset's ATen RNG (mode and options cannot be combined)
+    "ours_compile_autotune": {"compile": {"options": {
+        "max_autotune": True, "coordinate_descent_tuning": True, "triton.cudagraphs": True,
+        "fallback_random": True}}},
 }
 # `ours_combined` is built while the benchmark runs: the knobs of every COMBINABLE variant that
 # beat COMBINE_BASE (by > 0.5%) in this run, merged. It is skipped when none did.
 COMBINE_BASE = "ours_compile_cudagraphs"
-COMBINABLE = ["ours_compile_flash_attn", "ours_compile_cudagraphs_aten_random",
+COMBINABLE = ["ours_compile_flash_attn", "ours_compile_cudagraphs_cdtune",
               "ours_compile_cudnn_attn"]
 OURS_VARIANTS.update(json.loads(os.environ.get("BENCH_EXTRA_VARIANTS", "{}")))  # child processes
 # Accepted by --variants, never run by default.
@@ -168,67 +176,37 @@ def random_blocks(n: int, T: int, cfg: ModelConfig, seed: int = 1) -> np.ndarray
 
 
 class BatchFeeder:
-    """Masks batches in a background thread (as a data-loader worker would) and hands out
-    pinned tensors; block indices keep increasing so every batch gets fresh masks."""
+    """Masks batches in a background thread, as `pretrain` does (training.prefetch), and hands
+    out pinned tensors; block indices keep increasing so every batch gets fresh masks."""
 
     def __init__(self, cfg: ModelConfig, B: int, T: int, device, dense_labels: bool, depth: int = 4):
         self.blocks = random_blocks(B * 16, T, cfg)
         self.masker = Masker(MaskingConfig.for_model(cfg), seed=0, pad_id=cfg.pad_id)
         self.B, self.device, self.dense = B, device, dense_labels
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
         self.mask_seconds = 0.0
         self.masked_batches = 0
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run_guarded, daemon=True)
-        self.thread.start()
+        self.prefetch = Prefetcher(self._make, depth=depth, name="bench-batches")
 
-    def _run_guarded(self):
-        try:
-            self._run()
-        except BaseException as e:  # surfaced by get(), not lost in a thread
-            self.error = e
-
-    def _run(self):
-        i = 0
-        n = len(self.blocks) // self.B
-        while not self.stop.is_set():
-            j = i % n
-            t0 = time.perf_counter()
-            b = self.masker(self.blocks[j * self.B:(j + 1) * self.B],
-                            np.arange(i * self.B, (i + 1) * self.B), epoch=0)
-            if self.dense:
-                b = {"input_ids": b["input_ids"], "labels": labels_from_batch(b),
-                     "num_masked": b["num_masked"], "num_tokens": b["num_tokens"]}
-            out = {}
-            for k, v in b.items():
-                if isinstance(v, np.ndarray):
-                    t = torch.from_numpy(v)
-                    out[k] = t.pin_memory() if self.device.type == "cuda" else t
-                else:
-                    out[k] = v
-            self.mask_seconds += time.perf_counter() - t0
-            self.masked_batches += 1
-            while not self.stop.is_set():
-                try:
-                    self.q.put(out, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            i += 1
+    def _make(self) -> dict:
+        i, n = self.masked_batches, len(self.blocks) // self.B
+        j = i % n
+        t0 = time.perf_counter()
+        b = self.masker(self.blocks[j * self.B:(j + 1) * self.B],
+                        np.arange(i * self.B, (i + 1) * self.B), epoch=0)
+        if self.dense:
+            b = {"input_ids": b["input_ids"], "labels": labels_from_batch(b),
+                 "num_masked": b["num_masked"], "num_tokens": b["num_tokens"]}
+        out = pinned(b) if self.device.type == "cuda" else {
+            k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in b.items()}
+        self.mask_seconds += time.perf_counter() - t0
+        self.masked_batches += 1
+        return out
 
     def get(self) -> dict:
-        while True:
-            try:
-                return self.q.get(timeout=1.0)
-            except queue.Empty:
-                if self.error is not None:
-                    raise RuntimeError(f"batch feeder failed: {self.error!r}") from self.error
-                if not self.thread.is_alive():
-                    raise RuntimeError("batch feeder thread died")
+        return self.prefetch.get()
 
     def close(self):
-        self.stop.set()
+        self.prefetch.close()
 
 
 class PrecomputedFeeder:
@@ -863,16 +841,13 @@ def run_ours(args, name: str) -> dict:
     model = build_model(cfg, device=device, seed=0)
     ocfg = OptimConfig.named("base", warmup_steps=100)
     opt = build_optimizer(model, ocfg)
-    compile_kw = knobs.get("compile")
+    compile_kw = compile_kwargs(knobs.get("compile"))
     compile_note = None
-    if device.type != "cuda" and compile_kw and "max-autotune" in compile_kw.get("mode", ""):
-        compile_kw, compile_note = {}, "max-autotune needs CUDA: default mode on this device"
-    if device.type != "cuda" and compile_kw and compile_kw.get("mode") == "reduce-overhead":
-        compile_kw, compile_note = None, "CUDA graphs need CUDA: eager on this device"
-    # `compile={}` is falsy, and TrainStep would not compile at all: pass True for the
-    # default mode (run 1 on the H200 measured ours_compile uncompiled for this reason).
+    if device.type != "cuda" and compile_kw is not None and (
+            uses_cudagraphs(compile_kw) or compile_kw.get("options", {}).get("max_autotune")):
+        compile_kw, compile_note = None, "CUDA graphs / max-autotune need CUDA: eager here"
     step = TrainStep(model, opt, build_scheduler(opt, ocfg), **knobs.get("step", {}),
-                     compile=False if compile_kw is None else (compile_kw or True))
+                     compile=compile_kw if compile_kw is not None else False)
     precomputed = knobs.get("feeder") == "precomputed"
     if precomputed:
         n_pre = args.warmup + args.steps + (max(10, args.profile_steps) + args.profile_steps + 1

@@ -119,8 +119,8 @@ def test_combined_variant_merges_only_the_knobs_that_won():
     res["variants"][b] = ok(102.0)
     knobs, winners = bench.combined_knobs(res)
     assert winners == [a, b]
-    assert knobs == {"compile": {"mode": "reduce-overhead"}, "sdpa": "flash",
-                     "inductor": {"fallback_random": True}}
+    assert knobs == {"compile": "cudagraphs", "sdpa": "flash",
+                     "inductor": {"force_disable_caches": True, "coordinate_descent_tuning": True}}
     res["variants"][a] = {"status": "error"}
     assert bench.combined_knobs(res) == (None, [b])
     assert bench.combined_knobs({"variants": {}}) == (None, [])
