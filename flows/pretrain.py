@@ -26,7 +26,7 @@ def pretrain_config(root: str, config: str = "tiny", *, steps: int | None = None
                     keep_last: int = 3, valid_every: int | None = None,
                     valid_batches: int = 16, seed: int = 0, masking: str = "dynamic",
                     model_overrides: dict | None = None, optim_overrides: dict | None = None,
-                    device: str = "auto", compile: bool = False,
+                    device: str = "auto", compile: bool | str = "auto",
                     max_consecutive_nonfinite: int = 5) -> PretrainConfig:
     """A PretrainConfig from flow/CLI parameters. Unset intervals: every 1000 updates, or a
     tenth of a short run."""
@@ -166,17 +166,18 @@ def pretrain(root: str, config: str = "tiny", steps: int | None = None,
              keep_last: int = 3, valid_every: int | None = None, valid_batches: int = 16,
              seed: int = 0, masking: str = "dynamic", model_overrides: dict | None = None,
              optim_overrides: dict | None = None, max_failures: int = 2,
-             use_ray: bool = True) -> dict:
+             use_ray: bool = True, compile: str = "auto") -> dict:
     """Pretrain RoBERTa on `<root>/shards`; returns {"checkpoint", "run_dir", "loss_png",
     "summary"}. `workers` Ray Train workers (GPUs with `gpu`), on the cluster at `address` or a
-    local Ray; `use_ray=False` runs the same loop in this process."""
+    local Ray; `use_ray=False` runs the same loop in this process. `compile`: off, default,
+    cudagraphs, or auto (cudagraphs on a GPU, off on CPU)."""
     logger = get_run_logger()
     cfg = pretrain_config(root, config, steps=steps, batch_size=batch_size,
                           micro_batch_size=micro_batch_size, run=run,
                           checkpoint_every=checkpoint_every, keep_last=keep_last,
                           valid_every=valid_every, valid_batches=valid_batches, seed=seed,
                           masking=masking, model_overrides=model_overrides,
-                          optim_overrides=optim_overrides,
+                          optim_overrides=optim_overrides, compile=compile,
                           device="cuda" if gpu and not use_ray else "auto")
     res = resolve(cfg, workers if use_ray else 1)  # bad sizes fail before anything starts
     logger.info("pretrain %s: %s, %d updates of %d sequences (%d workers x %d x %d accumulation)",

@@ -39,6 +39,7 @@ from training.config import MaskingConfig, ModelConfig, OptimConfig
 from training.masking import Masker, batch_from_static_labels
 from training.model import build_model
 from training.optim import build_optimizer, build_scheduler
+from training.prefetch import Prefetcher, pinned
 from training.shard_reader import ShardReader, load_manifest
 from training.step import NonFiniteLossError, TrainStep, eval_step
 
@@ -77,7 +78,8 @@ class PretrainConfig:
     valid_every: int = 1000                     # updates between validations (0: only the last)
     valid_batches: int = 16                     # micro-batches per rank per validation (0: all)
     max_consecutive_nonfinite: int = 5          # stop after this many skipped updates in a row
-    compile: bool = False                       # torch.compile the training forward
+    compile: bool | str = "auto"                # off | default | cudagraphs | auto (cudagraphs
+                                                # on CUDA, off on CPU); see step.COMPILE_PRESETS
     device: str = "auto"                        # auto | cpu | cuda | cuda:N
     amp: str = "bf16"                           # bf16 | fp32 (autocast applies on CUDA only)
     peak_flops: float | None = None             # per device, for MFU (None: known GPUs only)
@@ -213,6 +215,12 @@ def peak_flops_for(device: torch.device, override: float | None) -> float | None
     return None
 
 
+def _compile_for(spec: bool | str, device: torch.device) -> bool | str:
+    if spec == "auto":
+        return "cudagraphs" if device.type == "cuda" else False
+    return spec
+
+
 def _seed_everything(seed: int, rank: int) -> None:
     """Dropout etc. differ per rank (like torchrun + seed + rank); model init uses its own
     forked generator (build_model(seed=...)), so every rank starts from the same weights."""
@@ -273,10 +281,23 @@ def validate(model, batches: list[dict], device: torch.device, amp_dtype) -> flo
     return loss_sum / max(n, 1)
 
 
-def _global_sums(values: list[float], device: torch.device) -> list[float]:
+_HOST_GROUP: list = []
+
+
+def _host_group():
+    """A gloo group for host-side metric sums. Under NCCL an all-reduce would queue behind
+    the update already launched on the GPU and wait for it, undoing the pipelining."""
+    if dist.get_backend() == "gloo":
+        return None                      # the default group already reduces CPU tensors
+    if not _HOST_GROUP:
+        _HOST_GROUP.append(dist.new_group(backend="gloo"))
+    return _HOST_GROUP[0]
+
+
+def _global_sums(values: list[float]) -> list[float]:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t)
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t, group=_host_group())
         return t.tolist()
     return values
 
@@ -367,7 +388,7 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
                                           else None)
     step_fn = TrainStep(wrapped, optimizer, scheduler, clip_grad_norm=res.optim.clip_grad_norm,
                         max_consecutive_nonfinite=cfg.max_consecutive_nonfinite,
-                        amp_dtype=amp_dtype, compile=cfg.compile)
+                        amp_dtype=amp_dtype, compile=_compile_for(cfg.compile, dev))
     reader = ShardReader(cfg.root, "train", batch_size=res.micro_batch_size, rank=rank,
                          world_size=world, seed=cfg.seed, shuffle_window=cfg.shuffle_window)
     loop_state = {"iteration": 0, "tokens": 0, "elapsed_s": 0.0}
@@ -395,6 +416,8 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
     last_valid: float | None = None
     elapsed0 = loop_state["elapsed_s"]
 
+    consumed = {"reader": reader.state_dict()}   # reader position of the last update read
+
     def save_checkpoint(step: int, metrics: dict) -> Path | None:
         trainer_state = {"step": step, "train_step": step_fn.state_dict(), **loop_state,
                          "elapsed_s": elapsed0 + time.perf_counter() - t_start}
@@ -402,62 +425,99 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
         def write(d: Path) -> None:
             ckpt.write_checkpoint(d, rank=rank, world_size=world, model=model,
                                   optimizer=optimizer, scheduler=scheduler,
-                                  trainer_state=trainer_state, reader_state=reader.state_dict(),
+                                  trainer_state=trainer_state, reader_state=consumed["reader"],
                                   config=config_dict, metrics=log.history,
                                   tokenizer_dir=tokenizer_dir)
         return checkpointer.save(step, write, metrics)
 
+    def produce() -> tuple[list[dict], dict]:
+        """The next update's masked micro-batches and the reader state after them (made in
+        the prefetch thread, in the same order as inline, so runs stay deterministic)."""
+        micro = []
+        for _ in range(res.accumulation):
+            b = next(data)
+            mb = _masked_batch(b, masker, res, reader.position["epoch"])
+            micro.append(pinned(mb) if dev.type == "cuda" else mb)
+        return micro, reader.state_dict()
+
+    def boundary(step: int) -> bool:
+        """Would update number `step` be validated or checkpointed, or end the run? Then it
+        is read before the next one is launched, so the saved weights, reader position and
+        counters all belong to it."""
+        return (step >= target or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+                or bool(valid and cfg.valid_every and step % cfg.valid_every == 0))
+
+    def launch() -> dict:
+        micro, reader_state = prefetch.get()
+        it = loop_state["iteration"]
+        if injector is not None:
+            injector.armed = it in poison
+        pending = step_fn.launch(micro)
+        loop_state["iteration"] = it + 1
+        return {"step": pending, "iteration": it, "reader_state": reader_state}
+
+    def finish(launched: dict) -> None:
+        nonlocal last_ckpt, last_valid, metrics, t_last
+        it = launched["iteration"]
+        try:
+            m = launched["step"].result()
+        except NonFiniteLossError as exc:
+            log.append({"step": step_fn.steps, "iteration": it, "skipped": True,
+                        "skipped_total": step_fn.skipped_total, "error": str(exc)})
+            raise
+        consumed["reader"] = launched["reader_state"]
+        mlm_sum, masked, tokens = _global_sums(
+            [m.mlm_loss * m.masked_tokens, float(m.masked_tokens), float(m.tokens)])
+        loss = mlm_sum / max(masked, 1.0) + (m.nsp_loss or 0.0)
+        # Steady-state time per update: between the completions of consecutive updates (with
+        # pipelining the host is already a step ahead, so launch-to-read would overlap).
+        now = time.perf_counter()
+        dt, t_last = now - t_last, now
+        loop_state["tokens"] += int(tokens)
+        tps = tokens / dt if dt > 0 else 0.0
+        metrics = {"step": m.step, "iteration": it, "epoch": launched["reader_state"]["epoch"],
+                   "loss": loss, "mlm_loss": mlm_sum / max(masked, 1.0),
+                   "nsp_loss": m.nsp_loss, "perplexity": _perplexity(mlm_sum / max(masked, 1.0)),
+                   "lr": m.lr, "grad_norm": m.grad_norm, "tokens": int(tokens),
+                   "tokens_total": loop_state["tokens"], "tokens_per_s": tps,
+                   "mfu": (tps * fpt / (peak * world)) if peak else None,
+                   "step_time_s": dt, "skipped": m.skipped, "skipped_total": step_fn.skipped_total,
+                   "consecutive_nonfinite": m.consecutive_nonfinite,
+                   "elapsed_s": elapsed0 + now - t_start}
+        good = not m.skipped
+        done = step_fn.steps >= target
+        if good and valid and ((cfg.valid_every and m.step % cfg.valid_every == 0) or done):
+            last_valid = validate(wrapped, valid, dev, amp_dtype)
+            metrics["valid_loss"] = last_valid
+            metrics["valid_perplexity"] = _perplexity(last_valid)
+        for k, v in list(metrics.items()):      # JSON has no NaN/inf
+            if isinstance(v, float) and not math.isfinite(v):
+                metrics[k] = None
+        log.append(metrics)
+        if on_metrics is not None:
+            on_metrics(metrics)
+        if good and ((cfg.checkpoint_every and m.step % cfg.checkpoint_every == 0) or done):
+            last_ckpt = save_checkpoint(m.step, metrics)
+
     metrics: dict = {}
+    t_last = time.perf_counter()
+    prefetch = Prefetcher(produce, depth=2, name="pretrain-batches")
     try:
-        while step_fn.steps < target:
-            t0 = time.perf_counter()
-            micro = []
-            for _ in range(res.accumulation):
-                b = next(data)
-                micro.append(_masked_batch(b, masker, res, reader.position["epoch"]))
-            it = loop_state["iteration"]
-            if injector is not None:
-                injector.armed = it in poison
-            try:
-                m = step_fn(micro)
-            except NonFiniteLossError as exc:
-                loop_state["iteration"] = it + 1
-                log.append({"step": step_fn.steps, "iteration": it, "skipped": True,
-                            "skipped_total": step_fn.skipped_total, "error": str(exc)})
-                raise
-            loop_state["iteration"] = it + 1
-            mlm_sum, masked, tokens = _global_sums(
-                [m.mlm_loss * m.masked_tokens, float(m.masked_tokens), float(m.tokens)], dev)
-            loss = mlm_sum / max(masked, 1.0) + (m.nsp_loss or 0.0)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            dt = time.perf_counter() - t0
-            loop_state["tokens"] += int(tokens)
-            tps = tokens / dt if dt > 0 else 0.0
-            metrics = {"step": m.step, "iteration": it, "epoch": reader.position["epoch"],
-                       "loss": loss, "mlm_loss": mlm_sum / max(masked, 1.0),
-                       "nsp_loss": m.nsp_loss, "perplexity": _perplexity(mlm_sum / max(masked, 1.0)),
-                       "lr": m.lr, "grad_norm": m.grad_norm, "tokens": int(tokens),
-                       "tokens_total": loop_state["tokens"], "tokens_per_s": tps,
-                       "mfu": (tps * fpt / (peak * world)) if peak else None,
-                       "step_time_s": dt, "skipped": m.skipped, "skipped_total": step_fn.skipped_total,
-                       "consecutive_nonfinite": m.consecutive_nonfinite,
-                       "elapsed_s": elapsed0 + time.perf_counter() - t_start}
-            good = not m.skipped
-            done = step_fn.steps >= target
-            if good and valid and ((cfg.valid_every and m.step % cfg.valid_every == 0) or done):
-                last_valid = validate(wrapped, valid, dev, amp_dtype)
-                metrics["valid_loss"] = last_valid
-                metrics["valid_perplexity"] = _perplexity(last_valid)
-            for k, v in list(metrics.items()):      # JSON has no NaN/inf
-                if isinstance(v, float) and not math.isfinite(v):
-                    metrics[k] = None
-            log.append(metrics)
-            if on_metrics is not None:
-                on_metrics(metrics)
-            if good and ((cfg.checkpoint_every and m.step % cfg.checkpoint_every == 0) or done):
-                last_ckpt = save_checkpoint(m.step, metrics)
+        # Update k+1 is launched before update k is read, so the GPU never waits for the
+        # host; at a boundary (checkpoint, validation, the end) k is read first.
+        in_flight = None
+        while True:
+            if in_flight is not None and (not step_fn.pipelined or boundary(step_fn.steps + 1)):
+                finish(in_flight)
+                in_flight = None
+            if in_flight is None and step_fn.steps >= target:
+                break
+            launched = launch()
+            if in_flight is not None:
+                finish(in_flight)
+            in_flight = launched
     finally:
+        prefetch.close()
         log.close()
     return {"run_dir": str(rdir), "steps": step_fn.steps, "target_steps": res.steps,
             "finished": step_fn.steps >= res.steps, "checkpoint": str(last_ckpt) if last_ckpt else None,
