@@ -2,9 +2,16 @@
 
 Shapes (issue 4): hidden 256, 4 layers, 4 heads, FFN 1024, vocab 50,265, seq 128, batch 16,
 float32, dropout 0.1, the same AdamW (0.9, 0.98, 1e-6, wd 0.01; fused) on both sides. Both sides train on the same blocks with
-the same masks; ours masks each batch inside the timed loop (the real data path), HF gets the
-equivalent dense `labels`. Rounds alternate between the two so drift in the machine's speed hits
-both alike. Goal: ours >= 3x HF tokens/s.
+the same masks. The batches are masked before timing, as a data-loader worker does in real
+training, so neither step pays for masking (until 2026-11-27 both masked inside the timed step,
+a constant added to both sides); ours takes the batch dicts, HF the equivalent dense `labels`.
+Steps alternate between the two so drift in the machine's speed hits both alike. Goal: ours >=
+3x HF tokens/s.
+
+The ratio depends on the allocator: with glibc's default, every tensor over 32 MB is a fresh
+mmap whose pages fault in on first write, which costs HF (~1.7 GB of fresh logits-sized
+buffers per step) far more than us. Environment variables that change this (MALLOC_*,
+GLIBC_TUNABLES, LD_PRELOAD of jemalloc/tcmalloc, THP_MEM_ALLOC_ENABLE) are recorded in the JSON.
 
     python bench/bench_train_cpu.py [--steps 8] [--rounds 3] [--no-compile] [--threads N] [--out F]
 """
@@ -61,23 +68,28 @@ def main(argv=None) -> dict:
     ocfg = OptimConfig(peak_lr=5e-4, warmup_steps=100, total_steps=10_000)
     B, T = args.batch, args.seq
 
-    # ours: model + masking + optimizer/schedule + TrainStep (float32 on CPU); one model per
-    # side so that eager and compiled do not share optimizer state.
+    # Batches masked up front (a loader worker's job, off the training thread); every side
+    # cycles through the same ones.
     masker = Masker(MaskingConfig.for_model(cfg), seed=0)
     n_blocks = B * 32
     blocks = random_blocks(n_blocks, T, cfg.vocab_size, seed=1)
+    batches = [masker(blocks[i:i + B], np.arange(i, i + B), epoch=0)
+               for i in range(0, n_blocks, B)]
+    hf_batches = [(torch.from_numpy(b["input_ids"]), torch.from_numpy(labels_from_batch(b)))
+                  for b in batches]
     cursor: dict[str, int] = {}
 
-    def next_batch(who):
-        i = cursor.get(who, 0)
-        cursor[who] = (i + B) % (n_blocks - B)
-        return masker(blocks[i:i + B], np.arange(i, i + B), epoch=0)
+    def next_index(who):
+        cursor[who] = cursor.get(who, -1) + 1
+        return cursor[who] % len(batches)
 
+    # ours: model + optimizer/schedule + TrainStep (float32 on CPU); one model per side so
+    # that eager and compiled do not share optimizer state.
     def make_ours(name, compile_kw):
         model = build_model(cfg, seed=0)
         opt = build_optimizer(model, ocfg)
         step = TrainStep(model, opt, build_scheduler(opt, ocfg), compile=compile_kw)
-        return lambda: step([next_batch(name)])
+        return lambda: step([batches[next_index(name)]])
 
     hcfg = transformers.RobertaConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
@@ -90,9 +102,8 @@ def main(argv=None) -> dict:
     hsched = build_scheduler(hopt, ocfg)
 
     def hf_step():
-        b = next_batch("hf_sdpa")   # same masking cost on both sides, then dense labels for HF
-        out = hf(input_ids=torch.from_numpy(b["input_ids"]),
-                 labels=torch.from_numpy(labels_from_batch(b)))
+        input_ids, labels = hf_batches[next_index("hf_sdpa")]
+        out = hf(input_ids=input_ids, labels=labels)
         out.loss.backward()
         hopt.step()
         hsched.step()
@@ -130,6 +141,9 @@ def main(argv=None) -> dict:
         "torch": torch.__version__, "transformers": transformers.__version__,
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "allocator_env": {k: v for k, v in os.environ.items()
+                          if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD",
+                                                              "THP_MEM_ALLOC_ENABLE")},
         "tokens_per_s": {k: tokens / v for k, v in times.items()},
         "steps_timed": args.steps * args.rounds,
         "median_step_s": {k: float(np.median(v)) for k, v in step_times.items()},

@@ -163,6 +163,41 @@ def test_fused_linear_cross_entropy_matches_plain():
             torch.testing.assert_close(a, c, rtol=tol, atol=tol * c.abs().max().item())
 
 
+def test_fused_head_loss_buffer_reuse_is_safe():
+    """On CPU the head loss keeps its (N, vocab) buffer for the next call: two graphs alive at
+    once must still get their own buffers (right values and grads, repeatedly), and a second
+    backward through one graph must raise rather than read a recycled buffer."""
+    import torch.nn.functional as F
+
+    from training.model import IGNORE_INDEX, LinearCrossEntropy
+
+    def make(n=37, v=128):
+        h, w = torch.randn(n, 16, requires_grad=True), torch.randn(v, 16, requires_grad=True)
+        b = torch.randn(v)
+        b[-5:] = float("-inf")
+        t = torch.randint(0, v - 5, (n,))
+        t[::4] = IGNORE_INDEX
+        return h, w, b.requires_grad_(), t
+
+    def plain(h, w, b, t):
+        return F.cross_entropy(F.linear(h, w, b), t, ignore_index=IGNORE_INDEX, reduction="sum")
+
+    torch.manual_seed(0)
+    for _ in range(3):
+        A, B = make(), make()
+        la, lb = LinearCrossEntropy.apply(*A), LinearCrossEntropy.apply(*B)
+        got = torch.autograd.grad(2 * la + 3 * lb, A[:3] + B[:3])
+        ra, rb = plain(*A), plain(*B)
+        want = torch.autograd.grad(2 * ra + 3 * rb, A[:3] + B[:3])
+        torch.testing.assert_close(torch.stack([la, lb]), torch.stack([ra, rb]).detach())
+        for g, r in zip(got, want):
+            torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
+    loss = LinearCrossEntropy.apply(*make())
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        loss.backward()
+
+
 @pytest.mark.parametrize("low_precision", [True, False])
 def test_layernorm_output_dtype_under_autocast(low_precision):
     """low_precision_layernorm: under autocast the LayerNorm returns bf16 computed in float32
