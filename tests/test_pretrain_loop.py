@@ -72,6 +72,25 @@ def test_resume_gives_the_same_losses(shards_root, tmp_path):
     assert state["step"] == 12 and state["train_step"]["steps"] == 12
 
 
+def test_pipelined_and_read_every_step_loops_agree(shards_root):
+    """Fused AdamW lets the loop launch update k+1 before reading k; a foreach AdamW makes it
+    read every update first. Same data, masks, schedule and checkpoints either way (the two
+    AdamW kernels round differently, so values agree closely, not bit for bit)."""
+    runs = {}
+    for fused in (True, False):
+        got: list[dict] = []
+        cfg = small_config(shards_root, f"fused-{fused}", steps=6, checkpoint_every=3,
+                           optim_overrides={"fused": fused})
+        train(cfg, on_metrics=collect(got))
+        runs[fused] = (got, [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)])
+    (a, ck_a), (b, ck_b) = runs[True], runs[False]
+    assert ck_a == ck_b == [3, 6]
+    assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(1, 7))
+    for x, y in zip(a, b):
+        assert x["tokens"] == y["tokens"] and x["lr"] == y["lr"] and x["epoch"] == y["epoch"]
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-3)
+
+
 def test_checkpoint_contents_and_keep_last(shards_root):
     cfg = small_config(shards_root, "keep", steps=10, checkpoint_every=2, keep_last=2)
     train(cfg)
