@@ -4,7 +4,6 @@ nested archive and a broken member, JSONL with a broken line, Parquet, plain tex
 import bz2
 import io
 import json
-import lzma
 import tarfile
 
 import pyarrow as pa
@@ -13,7 +12,7 @@ import pytest
 
 from corpus.import_pipeline import IMPORT_OUTCOMES, process_import
 from corpus.importers import Columns, detect_format, read_records
-from corpus.sample_text import docstring_articles, pydoc_articles
+from corpus.sample_text import docstring_articles
 from corpus.wikitext import wiki_to_text
 
 
