@@ -9,8 +9,10 @@ effective batch is independent of workers x micro-batch size:
     micro-batches, and all DDP ranks: one scalar all-reduce of counts known on the host), so
     8 sequences at once and 4 x 2 give the same update; NSP loss likewise per sequence;
   - optional gradient clipping; the grad norm is always computed and reported;
-  - a non-finite loss or grad norm skips the update (grads dropped, schedule not advanced) and
-    is counted; after `max_consecutive_nonfinite` in a row, `NonFiniteLossError` is raised.
+  - a non-finite loss or grad norm (on any rank) skips the update (grads dropped, schedule not
+    advanced) and is counted; after `max_consecutive_nonfinite` in a row, `NonFiniteLossError`
+    is raised. Pipelined (`launch` before the previous `result`), the one update already
+    launched after a skipped one has used the next LR: the skip is only seen a step late.
     With fused AdamW the skip is decided on the device (`found_inf`), so the update is queued
     before the step's single host sync instead of after it (`device_skip=False`: the old order).
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -178,7 +179,9 @@ class TrainStep:
         """Masked tokens and NSP sequences of the whole update (all ranks), for the loss scale.
         Under DDP these stay device tensors: reading them would be a host sync per step."""
         if self.is_ddp and dist.is_available() and dist.is_initialized():
-            t = torch.tensor([masked, sequences], dtype=torch.float32, device=self.device)
+            t = torch.tensor([masked, sequences], dtype=torch.float32)
+            # from pinned memory, non-blocking: a pageable copy would wait for the GPU queue
+            t = t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
             dist.all_reduce(t)
             return t[0].clamp_min(1.0), t[1].clamp_min(1.0), dist.get_world_size()
         return max(float(masked), 1.0), max(float(sequences), 1.0), 1
@@ -240,13 +243,20 @@ class TrainStep:
             gnorm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                      if grads else torch.zeros((), device=self.device))
         stats = torch.stack([mlm_sum, nsp_sum, gnorm.float()])
+        # 1.0 if this update must be skipped. Under DDP any rank's non-finite loss skips it on
+        # every rank: ranks that disagreed would drift apart (and then hang in different
+        # collectives at the next validation).
+        bad = (~torch.isfinite(stats).all()).float()
+        if self.is_ddp and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        stats = torch.cat([stats, bad[None]])
         lr = float(self.optimizer.param_groups[0]["lr"])
         device_skip = self._device_skip()
         if device_skip:
             # The fused AdamW kernel reads `found_inf` on the device and leaves parameters,
             # moments and step counts untouched when it is 1 (as under GradScaler), so the update
             # is queued before the host has seen the loss.
-            self.optimizer.found_inf = (~torch.isfinite(stats).all()).float()
+            self.optimizer.found_inf = bad
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             # Assume the update is good and advance the schedule now, so a step launched before
@@ -270,10 +280,10 @@ class TrainStep:
         """Host bookkeeping of a launched update, in launch order (called by PendingStep)."""
         if p.done is not None:
             p.done.synchronize()          # the one host sync of the step
-        mlm_total, nsp_total, gn = p.stats.tolist()
+        mlm_total, nsp_total, gn, bad = p.stats.tolist()
         mlm_loss = mlm_total / max(p.masked, 1)
         nsp_loss = nsp_total / p.nsp_seqs if p.nsp_seqs else None
-        finite = math.isfinite(mlm_total) and math.isfinite(nsp_total) and math.isfinite(gn)
+        finite = bad == 0.0
         if finite:
             if not p.device_skip:
                 self.optimizer.step()
