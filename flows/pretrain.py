@@ -170,7 +170,7 @@ def pretrain(root: str, config: str = "tiny", steps: int | None = None,
     """Pretrain RoBERTa on `<root>/shards`; returns {"checkpoint", "run_dir", "loss_png",
     "summary"}. `workers` Ray Train workers (GPUs with `gpu`), on the cluster at `address` or a
     local Ray; `use_ray=False` runs the same loop in this process. `compile`: off, default,
-    cudagraphs, or auto (cudagraphs on a GPU, off on CPU)."""
+    cudagraphs, or auto (cudagraphs on one GPU, default on several, off on CPU)."""
     logger = get_run_logger()
     cfg = pretrain_config(root, config, steps=steps, batch_size=batch_size,
                           micro_batch_size=micro_batch_size, run=run,

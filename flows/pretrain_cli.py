@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", default="auto",
                         choices=("auto", "off", "default", "cudagraphs"),
                         help="torch.compile the step: cudagraphs = CUDA graphs + ATen dropout RNG "
-                             "(fastest measured on GPU); auto = cudagraphs on GPU, off on CPU "
-                             "(default: %(default)s)")
+                             "(fastest measured on a GPU); auto = cudagraphs on one GPU, default "
+                             "on several, off on CPU (default: %(default)s)")
     parser.add_argument("--no-ray", dest="use_ray", action="store_false",
                         help="run the loop in this process (a bare GPU box, debugging)")
 

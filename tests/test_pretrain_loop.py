@@ -91,6 +91,25 @@ def test_pipelined_and_read_every_step_loops_agree(shards_root):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-3)
 
 
+def test_pipelined_loop_after_a_late_skip(shards_root):
+    """A NaN update is only seen after the next one is launched: the pipelined loop skips and
+    counts it like the read-every-step loop, and the LRs agree except for that one next
+    update, which used the next LR (the documented difference)."""
+    runs = {}
+    for fused in (True, False):
+        got: list[dict] = []
+        cfg = small_config(shards_root, f"late-skip-{fused}", steps=5, checkpoint_every=0,
+                           valid_every=0, nonfinite_at=(1,), optim_overrides={"fused": fused})
+        out = train(cfg, on_metrics=collect(got))
+        assert out["steps"] == 5 and out["skipped_total"] == 1
+        runs[fused] = got
+    a, b = runs[True], runs[False]
+    assert [m["skipped"] for m in a] == [m["skipped"] for m in b] == [False, True] + [False] * 4
+    assert [m["step"] for m in a] == [m["step"] for m in b] == [1, 1, 2, 3, 4, 5]
+    lr_diff = [i for i, (x, y) in enumerate(zip(a, b)) if x["lr"] != y["lr"]]
+    assert lr_diff == [2]                   # the update launched right after the skipped one
+
+
 def test_checkpoint_contents_and_keep_last(shards_root):
     cfg = small_config(shards_root, "keep", steps=10, checkpoint_every=2, keep_last=2)
     train(cfg)

@@ -79,7 +79,7 @@ class PretrainConfig:
     valid_batches: int = 16                     # micro-batches per rank per validation (0: all)
     max_consecutive_nonfinite: int = 5          # stop after this many skipped updates in a row
     compile: bool | str = "auto"                # off | default | cudagraphs | auto (cudagraphs
-                                                # on CUDA, off on CPU); see step.COMPILE_PRESETS
+                                                # on one GPU, default on several, off on CPU)
     device: str = "auto"                        # auto | cpu | cuda | cuda:N
     amp: str = "bf16"                           # bf16 | fp32 (autocast applies on CUDA only)
     peak_flops: float | None = None             # per device, for MFU (None: known GPUs only)
@@ -215,9 +215,13 @@ def peak_flops_for(device: torch.device, override: float | None) -> float | None
     return None
 
 
-def _compile_for(spec: bool | str, device: torch.device) -> bool | str:
+def _compile_for(spec: bool | str, device: torch.device, world: int) -> bool | str:
+    """"auto": CUDA graphs on one GPU (measured fastest); several GPUs get the default mode,
+    since CUDA graphs with DDP's no_sync accumulation have not been checked on GPUs yet."""
     if spec == "auto":
-        return "cudagraphs" if device.type == "cuda" else False
+        if device.type != "cuda":
+            return False
+        return "cudagraphs" if world == 1 else "default"
     return spec
 
 
@@ -281,23 +285,23 @@ def validate(model, batches: list[dict], device: torch.device, amp_dtype) -> flo
     return loss_sum / max(n, 1)
 
 
-_HOST_GROUP: list = []
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _host_group():
-    """A gloo group for host-side metric sums. Under NCCL an all-reduce would queue behind
-    the update already launched on the GPU and wait for it, undoing the pipelining."""
-    if dist.get_backend() == "gloo":
-        return None                      # the default group already reduces CPU tensors
-    if not _HOST_GROUP:
-        _HOST_GROUP.append(dist.new_group(backend="gloo"))
-    return _HOST_GROUP[0]
+    """A gloo group for host-side metric sums (every rank must call this, at the same point).
+    Under NCCL an all-reduce would queue behind the update already launched on the GPU and
+    wait for it, undoing the pipelining; None: the default group already reduces on CPU."""
+    if not _distributed() or dist.get_backend() == "gloo":
+        return None
+    return dist.new_group(backend="gloo")
 
 
-def _global_sums(values: list[float]) -> list[float]:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+def _global_sums(values: list[float], group) -> list[float]:
+    if _distributed():
         t = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(t, group=_host_group())
+        dist.all_reduce(t, group=group)
         return t.tolist()
     return values
 
@@ -388,7 +392,7 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
                                           else None)
     step_fn = TrainStep(wrapped, optimizer, scheduler, clip_grad_norm=res.optim.clip_grad_norm,
                         max_consecutive_nonfinite=cfg.max_consecutive_nonfinite,
-                        amp_dtype=amp_dtype, compile=_compile_for(cfg.compile, dev))
+                        amp_dtype=amp_dtype, compile=_compile_for(cfg.compile, dev, world))
     reader = ShardReader(cfg.root, "train", batch_size=res.micro_batch_size, rank=rank,
                          world_size=world, seed=cfg.seed, shuffle_window=cfg.shuffle_window)
     loop_state = {"iteration": 0, "tokens": 0, "elapsed_s": 0.0}
@@ -467,7 +471,7 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
             raise
         consumed["reader"] = launched["reader_state"]
         mlm_sum, masked, tokens = _global_sums(
-            [m.mlm_loss * m.masked_tokens, float(m.masked_tokens), float(m.tokens)])
+            [m.mlm_loss * m.masked_tokens, float(m.masked_tokens), float(m.tokens)], host_group)
         loss = mlm_sum / max(masked, 1.0) + (m.nsp_loss or 0.0)
         # Steady-state time per update: between the completions of consecutive updates (with
         # pipelining the host is already a step ahead, so launch-to-read would overlap).
@@ -500,6 +504,7 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
             last_ckpt = save_checkpoint(m.step, metrics)
 
     metrics: dict = {}
+    host_group = _host_group()
     t_last = time.perf_counter()
     prefetch = Prefetcher(produce, depth=2, name="pretrain-batches")
     try:
@@ -519,6 +524,8 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
     finally:
         prefetch.close()
         log.close()
+        if host_group is not None:
+            dist.destroy_process_group(host_group)
     return {"run_dir": str(rdir), "steps": step_fn.steps, "target_steps": res.steps,
             "finished": step_fn.steps >= res.steps, "checkpoint": str(last_ckpt) if last_ckpt else None,
             "loss": metrics.get("loss"), "valid_loss": last_valid,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from typing import Callable, Generic, TypeVar
 
 import numpy as np
@@ -60,6 +61,9 @@ class Prefetcher(Generic[T]):
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._thread.is_alive():     # a producer stuck in I/O: say so rather than hang
+            warnings.warn(f"{self._thread.name}: producer still running 5 s after close()",
+                          RuntimeWarning, stacklevel=2)
 
 
 def pinned(batch: dict) -> dict:
