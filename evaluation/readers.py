@@ -159,6 +159,15 @@ def read_glue_tsv(path: str | os.PathLike, task: str | TaskSpec) -> list[TextExa
 # SQuAD
 # --------------------------------------------------------------------------------------------
 
+def _load_json(path: Path) -> tuple[str, object]:
+    """The file's text and its parsed JSON; a parse error names the file and line."""
+    text = _open_text(path)
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
+
+
 def _line_of(text: str, needle: str) -> int | None:
     pos = text.find(needle)
     return None if pos < 0 else text.count("\n", 0, pos) + 1
@@ -168,11 +177,7 @@ def read_squad_json(path: str | os.PathLike, version: int | None = None) -> list
     """SQuAD 1.1 / 2.0 JSON. Field errors give the JSON path as the field and, where the
     question id can be found in the file, its line."""
     path = Path(path)
-    text = _open_text(path)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
+    text, doc = _load_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataFormatError(path, 1, "data", "expected an object with a 'data' list")
     out = []
@@ -234,11 +239,7 @@ _LETTERS = "ABCD"
 
 def read_race_file(path: str | os.PathLike, level: str) -> list[RaceExample]:
     path = Path(path)
-    text = _open_text(path)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
+    text, doc = _load_json(path)
     if not isinstance(doc, dict):
         raise DataFormatError(path, 1, None, "expected a JSON object")
     for fld, typ in (("article", str), ("questions", list), ("options", list), ("answers", list)):
