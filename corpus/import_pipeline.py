@@ -34,7 +34,7 @@ from corpus.config import CorpusConfig
 from corpus.hashing import MinHasher, content_hash, doc_id
 from corpus.importers import EMPTY_TEXT, READER_OUTCOMES, Columns, read_records
 from corpus.langid import identify, is_wanted
-from corpus.pipeline import _manifest, _remove_stale_temps, _shard, finished_manifest
+from corpus.pipeline import _remove_stale_temps, finished_manifest, output_paths
 from corpus.quality import RULES, quality_rejection
 from corpus.schema import shard_schema
 from corpus.urls import host_of
@@ -92,8 +92,7 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
     cfg = CorpusConfig.from_dict(cfg.to_dict() | {"corpus_name": name})
     where_from = str(input_name or path)
     iid = input_id or import_input_id(where_from)
-    fs, base = storage.resolve(out_root)
-    shard, manifest_file = _shard(base, iid), _manifest(base, iid)
+    fs, shard, manifest_file = output_paths(out_root, iid)
     if not force and (done := finished_manifest(fs, shard, manifest_file)):
         return done
 

@@ -58,6 +58,12 @@ def _shard(base: str, input_id: str) -> str:
     return storage.join(base, "corpus", "shards", f"{input_id}.parquet")
 
 
+def output_paths(out_root, input_id: str) -> tuple:
+    """(filesystem, shard path, manifest path) of one input's output under `out_root`."""
+    fs, base = storage.resolve(out_root)
+    return fs, _shard(base, input_id), _manifest(base, input_id)
+
+
 def finished_manifest(fs, shard: str, manifest_file: str) -> dict | None:
     """The stored manifest, marked `skipped`, when this input's shard and manifest both exist
     (the manifest is written last, so both present means the input is done)."""
@@ -119,8 +125,7 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
     cfg = config or CorpusConfig()
     name = str(input_name or source_name or warc_path)
     iid = input_id or input_id_for(name)
-    fs, base = storage.resolve(out_root)
-    shard, manifest_file = _shard(base, iid), _manifest(base, iid)
+    fs, shard, manifest_file = output_paths(out_root, iid)
     if not force and (done := finished_manifest(fs, shard, manifest_file)):
         return done
 
