@@ -278,7 +278,7 @@ def validate(model, batches: list[dict], device: torch.device, amp_dtype) -> flo
     for b in batches:
         s, k = eval_step(model, b, amp_dtype)
         loss_sum, n = loss_sum + s, n + k
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _distributed():
         t = torch.tensor([loss_sum, float(n)], dtype=torch.float64, device=device)
         dist.all_reduce(t)
         loss_sum, n = float(t[0]), int(t[1])

@@ -175,10 +175,13 @@ class TrainStep:
         return (self.device_skip and isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW))
                 and bool(self.optimizer.defaults.get("fused")))
 
+    def _ddp_running(self) -> bool:
+        return self.is_ddp and dist.is_available() and dist.is_initialized()
+
     def _global_counts(self, masked: int, sequences: int):
         """Masked tokens and NSP sequences of the whole update (all ranks), for the loss scale.
         Under DDP these stay device tensors: reading them would be a host sync per step."""
-        if self.is_ddp and dist.is_available() and dist.is_initialized():
+        if self._ddp_running():
             t = torch.tensor([masked, sequences], dtype=torch.float32)
             # from pinned memory, non-blocking: a pageable copy would wait for the GPU queue
             t = t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
@@ -247,7 +250,7 @@ class TrainStep:
         # every rank: ranks that disagreed would drift apart (and then hang in different
         # collectives at the next validation).
         bad = (~torch.isfinite(stats).all()).float()
-        if self.is_ddp and dist.is_available() and dist.is_initialized():
+        if self._ddp_running():
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         stats = torch.cat([stats, bad[None]])
         lr = float(self.optimizer.param_groups[0]["lr"])
