@@ -57,8 +57,21 @@ class _Timeout(BaseException):
     """BaseException, so that no `except Exception` inside trafilatura (or ours) swallows it."""
 
 
-def _on_alarm(signum, frame):
-    raise _Timeout()
+class _Alarm:
+    """The SIGALRM handler of one signal-mode extraction.
+
+    The timer repeats until disarmed, because a raise from a signal handler can be lost: when
+    the signal lands while Python runs a `__del__` or a weakref callback (garbage collection
+    happens at any allocation), the exception is printed as "Exception ignored" and the
+    extraction carries on. The next tick raises again. `active` is cleared before the timer is
+    stopped, so a tick that arrives while we clean up does nothing."""
+
+    def __init__(self):
+        self.active = True
+
+    def __call__(self, signum, frame):
+        if self.active:
+            raise _Timeout()
 
 
 def _child_loop(conn, favor_precision: bool) -> None:
@@ -100,14 +113,17 @@ class Extractor:
 
     def _extract_signal(self, html: str) -> Extracted:
         # Someone else's timer (e.g. pytest-timeout) is saved and re-armed with what is left.
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        other_left, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        alarm = _Alarm()
+        previous = signal.signal(signal.SIGALRM, alarm)
+        repeat = min(1.0, max(0.01, self.timeout_s / 4))
+        other_left, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s, repeat)
         started = time.monotonic()
         try:
             return extract_page(html, self.favor_precision)
         except _Timeout:
             return Extracted(EXTRACTION_TIMEOUT, error=f"over {self.timeout_s}s")
         finally:
+            alarm.active = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             if other_left:

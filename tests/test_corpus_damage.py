@@ -1,9 +1,12 @@
 """Damaged inputs are counted with file and offset, and everything readable is still processed."""
 import gzip
+import sys
+import time
 import zlib
 
 import pytest
 
+import corpus.extract
 from corpus.config import CorpusConfig
 from corpus.extract import Extractor
 from corpus.html_decode import decode_html
@@ -117,6 +120,32 @@ def test_bad_charsets_decode():
     assert decode_html(text.encode("utf-8"), "text/html; charset=x-bogus") == (text, "utf-8", True)
     assert decode_html(b"\x81\x8d\xff", "")[1] in ("cp1252", "latin-1")
     assert decode_html("été".encode("latin-1"), "text/html; charset=iso-8859-1")[0] == "été"
+
+
+def test_signal_timeout_survives_a_raise_lost_in_a_finalizer(monkeypatch):
+    # The CI failure this guards against: the alarm landed in a GC weakref callback, Python
+    # printed "Exception ignored", and the page ran to the end. The timer must fire again.
+    def busy(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    class SlowFinalizer:
+        def __del__(self):
+            busy(0.2)  # the 0.05 s deadline passes in here, where a raise is only printed
+
+    def slow_page(html, favor_precision=True):
+        SlowFinalizer()
+        busy(2.0)
+        return Extracted(None, text="finished")
+
+    lost = []  # what Python could not raise: proves the first tick landed in the finalizer
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: lost.append(u.exc_type.__name__))
+    monkeypatch.setattr(corpus.extract, "extract_page", slow_page)
+    started = time.monotonic()
+    assert Extractor(timeout_s=0.05, mode="signal").extract("<html></html>").outcome == "extraction_timeout"
+    assert time.monotonic() - started < 1.0
+    assert "_Timeout" in lost
 
 
 @pytest.mark.parametrize("mode", ["signal", "subprocess"])
