@@ -115,19 +115,23 @@ class Extractor:
         # Someone else's timer (e.g. pytest-timeout) is saved and re-armed with what is left.
         alarm = _Alarm()
         previous = signal.signal(signal.SIGALRM, alarm)
-        repeat = min(1.0, max(0.01, self.timeout_s / 4))
-        other_left, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s, repeat)
-        started = time.monotonic()
+        other_left, started = 0.0, time.monotonic()
         try:
-            return extract_page(html, self.favor_precision)
+            try:
+                other_left, _ = signal.setitimer(signal.ITIMER_REAL, self.timeout_s,
+                                                 min(1.0, max(0.01, self.timeout_s / 4)))
+                return extract_page(html, self.favor_precision)
+            finally:
+                # The first statement: from here on a tick does nothing, so no _Timeout can
+                # escape from this clean-up or from the except clause below.
+                alarm.active = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                if other_left:
+                    signal.setitimer(signal.ITIMER_REAL,
+                                     max(1e-3, other_left - (time.monotonic() - started)))
         except _Timeout:
             return Extracted(EXTRACTION_TIMEOUT, error=f"over {self.timeout_s}s")
-        finally:
-            alarm.active = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-            if other_left:
-                signal.setitimer(signal.ITIMER_REAL, max(1e-3, other_left - (time.monotonic() - started)))
 
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
