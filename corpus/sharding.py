@@ -8,7 +8,9 @@
 Work unit = one corpus part. Workers (processes) encode and pack a part and hand the blocks
 back; the parent writes the parts in input order and numbers blocks globally, so the output
 is the same for any worker count. A rerun with the same parameters skips the parts whose
-`_parts/*.json` exists; each file is written under a temporary name and renamed.
+`_parts/*.json` exists and whose shard files are still there with the sizes they were written
+with (a part with a missing or truncated shard is redone); each file is written under a
+temporary name and renamed.
 
 Parquet schema of a shard (T = block_size; ids are uint16 when the vocabulary fits, else uint32):
     block_index   int64                   global, dense within the split, from 0
@@ -27,9 +29,11 @@ import json
 import multiprocessing as mp
 import os
 import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
@@ -194,13 +198,28 @@ def blocks_table(b: Blocks, start: int, dtype: np.dtype, k_masks: int, seed: int
     return pa.table(cols)
 
 
-def _write_table_atomic(fs, path: str, table: pa.Table, rows_per_group: int) -> None:
+def _write_table_atomic(fs, path: str, table: pa.Table, rows_per_group: int) -> int:
+    """Write a shard under a temporary name, rename it; returns its size in bytes."""
     parent, name = path.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
     tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
     with fs.open_output_stream(tmp) as f:
         pq.write_table(table, f, row_group_size=rows_per_group, compression="zstd")
     fs.move(tmp, path)
+    return fs.get_file_info(path).size
+
+
+def shard_damage(fs, out_dir: str, files: list[tuple[str, int | None]]) -> str | None:
+    """Why the first of these (relative path, recorded size) shard files cannot be trusted,
+    or None. A record says a part was written; only the file itself says it still is.
+    (Sizes catch deletion and truncation; records from before sizes were kept have None.)"""
+    for rel, size in files:
+        info = fs.get_file_info(bpe.join(out_dir, rel))
+        if info.type != pafs.FileType.File:
+            return f"{rel} is missing"
+        if size is not None and info.size != size:
+            return f"{rel} is {info.size} bytes, but was written with {size}"
+    return None
 
 
 # ---------------------------------------------------------------- the whole corpus
@@ -262,8 +281,13 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
         params["mix"] = mix
     old = read_manifest(root)
     if old and old.get("params") == params:
-        return old
-    if old:  # different parameters: the old manifest must not vouch for new shards
+        damage = shard_damage(fs, out_dir, [(f["path"], f.get("bytes"))
+                                            for s in SPLITS for f in old["splits"][s]["files"]])
+        if damage is None:
+            return old
+        warnings.warn(f"shard-corpus: {damage} under {out_dir}; redoing the parts concerned",
+                      stacklevel=2)
+    if old:  # different parameters, or damaged: the old manifest must not vouch for new shards
         fs.delete_file(bpe.join(out_dir, MANIFEST))
     params_sha = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
@@ -275,7 +299,14 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
         if not bpe.exists(fs, p):
             return None
         rec = json.loads(bpe.read_bytes(fs, p))
-        return rec if rec.get("params_sha256") == params_sha else None
+        if rec.get("params_sha256") != params_sha:
+            return None
+        damage = shard_damage(fs, out_dir, [(e["file"], e.get("bytes"))
+                                            for e in rec["splits"].values() if e["file"]])
+        if damage:
+            warnings.warn(f"shard-corpus: {damage}; redoing {part_name(i)}", stacklevel=2)
+            return None
+        return rec
 
     records: dict[int, dict] = {}
     todo = []
@@ -314,7 +345,8 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
                     table = blocks_table(b, offsets[s], id_dtype, static_masks, seed, mask_id,
                                          vocab_size)
                     rel = f"{s}/{part_name(i)}.parquet"
-                    _write_table_atomic(fs, bpe.join(out_dir, rel), table, rows_per_group)
+                    entry["bytes"] = _write_table_atomic(fs, bpe.join(out_dir, rel), table,
+                                                         rows_per_group)
                     entry["file"] = rel
                 rec["splits"][s] = entry
             bpe.write_json_atomic(fs, bpe.join(out_dir, "_parts", part_name(i) + ".json"), rec)
@@ -367,7 +399,8 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
             nsp_not_next += e.get("nsp_not_next", 0)
             if e["file"]:
                 agg["files"].append({"path": e["file"], "blocks": e["blocks"],
-                                     "block_index_start": e["block_index_start"]})
+                                     "block_index_start": e["block_index_start"],
+                                     "bytes": e.get("bytes")})
             for key in ("content_tokens_by_source", "documents_by_source"):
                 for source, v in e.get(key, {}).items():
                     agg.setdefault(key, {})[source] = agg.setdefault(key, {}).get(source, 0) + v

@@ -118,6 +118,34 @@ def test_manifest_split_rerun_and_workers(corpus_root, tmp_path):
     assert not list((a / "shards").rglob(".tmp-*"))
 
 
+def test_rerun_redoes_parts_whose_shards_are_damaged(corpus_root, tmp_path):
+    # A record says a part was written; the rerun believes it only if the file is still there
+    # at the size it was written with.
+    a = _fresh(corpus_root, tmp_path / "a")
+    m = shard_corpus(a, block_size=T, valid_fraction=0.1, workers=1)
+    m.pop("seconds")
+    train = a / "shards" / "train"
+    intact = {p.name: p.read_bytes() for p in train.glob("*.parquet")}
+    untouched = (train / "part-00002.parquet").stat().st_mtime_ns
+    # 1. truncated, manifest still there
+    truncated = train / "part-00000.parquet"
+    truncated.write_bytes(intact[truncated.name][: len(intact[truncated.name]) // 2])
+    with pytest.warns(UserWarning, match="part-00000.parquet is .* bytes, but was written with"):
+        m1 = shard_corpus(a, block_size=T, valid_fraction=0.1, workers=1)
+    assert truncated.read_bytes() == intact[truncated.name]
+    # 2. deleted together with the manifest; its _parts record remains
+    (a / "shards" / "manifest.json").unlink()
+    (train / "part-00001.parquet").unlink()
+    with pytest.warns(UserWarning, match="part-00001.parquet is missing; redoing part-00001"):
+        m2 = shard_corpus(a, block_size=T, valid_fraction=0.1, workers=1)
+    assert (train / "part-00001.parquet").read_bytes() == intact["part-00001.parquet"]
+    assert (train / "part-00002.parquet").stat().st_mtime_ns == untouched
+    m1.pop("seconds"), m2.pop("seconds")
+    assert m1 == m2 == m
+    assert all(f["bytes"] == (a / "shards" / f["path"]).stat().st_size
+               for s in ("train", "valid") for f in m["splits"][s]["files"])
+
+
 def test_errors(corpus_root, tmp_path):
     with pytest.raises(ValueError, match="cannot hold"):
         choose_dtype(70000, "uint16")
