@@ -24,6 +24,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
@@ -270,11 +271,32 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     fs, base = resolve(path)
     for cand in (join(base, TOKENIZER_DIR, "tokenizer.json"), join(base, "tokenizer.json")):
         if exists(fs, cand):
-            tok = Tokenizer.from_str(read_bytes(fs, cand).decode())
+            try:
+                tok = Tokenizer.from_str(read_bytes(fs, cand).decode())
+            except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
+                raise ValueError(f"{cand} is not a readable tokenizer ({e}); rerun "
+                                 "train-tokenizer (it rebuilds a damaged tokenizer)") from e
             _check_specials(tok, cand)
             return tok
     raise FileNotFoundError(f"no tokenizer.json under {base} or {join(base, TOKENIZER_DIR)}: "
                             "run train-tokenizer first")
+
+
+def tokenizer_damage(root: str | os.PathLike, info: dict) -> str | None:
+    """Why the files that `info` describes cannot be trusted any more, or None: the info file
+    says a tokenizer was written, only the files say it still is."""
+    fs, base = resolve(root)
+    d = join(base, TOKENIZER_DIR)
+    missing = [f for f in info.get("files", ["tokenizer.json"]) if not exists(fs, join(d, f))]
+    if missing:
+        return f"{', '.join(missing)} missing under {d}"
+    try:
+        tok = load_tokenizer(root)
+    except ValueError as e:
+        return str(e)
+    if tokenizer_sha256(tok) != info.get("tokenizer_sha256"):
+        return f"{join(d, 'tokenizer.json')} is not the tokenizer {INFO_FILE} records"
+    return None
 
 
 def load_info(root: str | os.PathLike) -> dict | None:
@@ -345,7 +367,10 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
         params["mix"] = mix
     old = load_info(root)
     if old and not overwrite and old.get("params") == params:
-        return old
+        damage = tokenizer_damage(root, old)
+        if damage is None:
+            return old
+        warnings.warn(f"train-tokenizer: {damage}; training it again", stacklevel=2)
     stats = {"documents": 0, "chars": 0, "skipped_empty": 0, "skipped_invalid_utf8": 0}
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -363,6 +388,10 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
                          f"(skipped: {stats})")
     tok = _append_mask(tok)
     _check_specials(tok, "trained tokenizer")
+    if tok.get_vocab_size(with_added_tokens=True) < vocab_size:
+        warnings.warn(f"train-tokenizer: the corpus gave {tok.get_vocab_size()} tokens, fewer "
+                      f"than the {vocab_size} asked for (too little text, or min_frequency="
+                      f"{min_frequency} too high)", stacklevel=2)
     info = {"params": params, "corpus_parts": len(parts), "train_seconds": round(seconds, 3),
             **stats}
     return _save(root, tok, info)

@@ -79,7 +79,8 @@ def test_transformers_loads_same_ids(trained):
 
 def test_fewer_merges_than_asked_keeps_mask_last(tmp_path):
     write_corpus(tmp_path, english_documents(3), n_parts=1)
-    info = bpe.train_tokenizer(tmp_path, vocab_size=50265, min_frequency=2)
+    with pytest.warns(UserWarning, match="fewer than the 50265 asked for"):
+        info = bpe.train_tokenizer(tmp_path, vocab_size=50265, min_frequency=2)
     assert info["vocab_size"] < 50265
     tok = bpe.load_tokenizer(tmp_path)
     assert tok.token_to_id("<mask>") == info["vocab_size"] - 1 == info["mask_id"]
@@ -98,6 +99,24 @@ def test_sample_fraction_is_deterministic_and_rerun_skips(tmp_path):
     assert b["tokenizer_sha256"] == a["tokenizer_sha256"] and b["documents"] == a["documents"]
     c = bpe.train_tokenizer(tmp_path, vocab_size=600, sample_fraction=1.0)
     assert c["documents"] == len(english_documents())
+
+
+def test_rerun_rebuilds_a_lost_or_damaged_tokenizer(tmp_path):
+    # The info file says a tokenizer was written; a rerun trusts it only if the files agree.
+    write_corpus(tmp_path, english_documents(), n_parts=1)
+    info = bpe.train_tokenizer(tmp_path, vocab_size=600)
+    path = tmp_path / "tokenizer" / "tokenizer.json"
+    good = path.read_bytes()
+    path.unlink()
+    with pytest.warns(UserWarning, match="tokenizer.json missing under .*; training it again"):
+        assert bpe.train_tokenizer(tmp_path, vocab_size=600)["tokenizer_sha256"] == info["tokenizer_sha256"]
+    assert path.read_bytes() == good
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match=r"tokenizer\.json is not a readable tokenizer .*rerun train-tokenizer"):
+        bpe.load_tokenizer(tmp_path)
+    with pytest.warns(UserWarning, match="is not a readable tokenizer"):
+        bpe.train_tokenizer(tmp_path, vocab_size=600)
+    assert path.read_bytes() == good
 
 
 def test_bad_documents_are_counted_and_empty_corpus_fails(tmp_path):
