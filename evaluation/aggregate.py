@@ -3,19 +3,32 @@
 primary metric); the reported configuration is the one with the highest median; each metric
 is reported as the median over that configuration's seeds (at each seed's best epoch).
 
-Failed jobs (`error` set) are left out of the medians and counted (`failed_jobs`), and each
-becomes a row of its own: the primary metric, value None, its seed and hyperparameters, and
-its error.
+Failed jobs (`error` set, no result, or a non-finite score) are left out of the medians and
+counted (`failed_jobs`), and each becomes a row of its own: the primary metric, value None,
+its seed and hyperparameters, and its error.
 """
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 
 from evaluation.tasks import get_task
 
 HP_KEYS = ("lr", "batch_size", "epochs", "warmup_ratio", "weight_decay", "max_len")
+
+
+def _problem(job: dict) -> str | None:
+    """Why `job` has no usable score, or None. A non-finite score counts as a failure: NaN
+    compares false with everything, so one NaN seed would win or lose the choice at random."""
+    if job.get("error"):
+        return job["error"]
+    if not job.get("best"):
+        return "no result"
+    bad = {m: v for m, v in job["best"].items()
+           if not isinstance(v, (int, float)) or not math.isfinite(v)}
+    return f"non-finite score {bad}" if bad else None
 
 
 def aggregate(job_results: list[dict]) -> list[dict]:
@@ -29,8 +42,8 @@ def aggregate(job_results: list[dict]) -> list[dict]:
     rows = []
     for (model_dir, task), jobs in groups.items():
         spec = get_task(task)
-        ok = [j for j in jobs if not j.get("error") and j.get("best")]
-        failed = [j for j in jobs if j not in ok]
+        ok = [j for j in jobs if _problem(j) is None]
+        failed = [j for j in jobs if _problem(j)]
         time_s = sum(float(j.get("time_s") or 0.0) for j in jobs)
         common = dict(model_dir=model_dir, task=spec.name, time_s=time_s,
                       failed_jobs=len(failed), reference_split=spec.reference_split)
@@ -42,7 +55,7 @@ def aggregate(job_results: list[dict]) -> list[dict]:
                              batch_size=j.get("batch_size"),
                              hyperparameters=json.dumps(hp, sort_keys=True),
                              time_s=float(j.get("time_s") or 0.0),
-                             error=j.get("error") or "no result", paper_base=ref.base,
+                             error=_problem(j), paper_base=ref.base,
                              paper_large=ref.large, best_epochs={}))
         if not ok:
             continue

@@ -53,6 +53,16 @@ def load_examples(spec: TaskSpec, data_dir, source: str = "local") -> dict[str, 
     return {split: read_split(spec, data_dir, split) for split in task_files(spec, data_dir)}
 
 
+def _require_examples(spec: TaskSpec, data: dict[str, list], data_dir) -> None:
+    """Every split must have examples: an empty train split trains nothing, an empty dev split
+    scores 0 or fails only after all the training. `data_dir` (None: not read from disk) lets
+    the error name the file."""
+    for split, items in data.items():
+        if not items:
+            where = f" ({task_files(spec, data_dir)[split]})" if data_dir is not None else ""
+            raise ValueError(f"{spec.name}: the {split} split has no examples{where}")
+
+
 def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
                           data_dir: str | os.PathLike | None, lr: float | None = None,
                           batch_size: int | None = None, seed: int = 1,
@@ -89,8 +99,7 @@ def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
     if limit is not None:
         data = {k: v[:limit] for k, v in data.items()}
     dev_splits = [s for s in data if s != "train"]
-    if not data.get("train"):
-        raise ValueError(f"{spec.name}: no training examples")
+    _require_examples(spec, data, data_dir if examples is None and source == "local" else None)
 
     tok = load_tokenizer(model_dir)
     encoder = load_encoder(model_dir)
@@ -123,12 +132,17 @@ def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
             with _autocast(device):
                 out = model(**_to(inputs, device))
             loss = model.loss(out, labels_to(labels, device))
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"{spec.name}: training loss is {loss_value} at epoch {epoch}, update "
+                    f"{step + 1} (lr {lr}): training diverged or the data has non-finite labels")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             step += 1
-            loss_sum += float(loss.detach())
+            loss_sum += loss_value
             n_batches += 1
             if progress:
                 progress("train", step, total)
@@ -139,6 +153,9 @@ def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
             row.update(adapter.evaluate(model, split, data[split], device, eval_bs))
             if progress:
                 progress(f"eval:{split}", epoch, epochs)
+        bad = {k: v for k, v in row.items() if not math.isfinite(v)}
+        if bad:   # NaN compares false with everything: it would pick the best epoch at random
+            raise FloatingPointError(f"{spec.name}: non-finite dev scores at epoch {epoch}: {bad}")
         history.append(row)
 
     best = max(history, key=lambda r: (r[spec.primary_metric], -r["epoch"]))

@@ -25,6 +25,7 @@ QQP text contains bare quote characters, so lines are split on tabs, never csv-p
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,9 @@ _GLUE_COLUMNS = {
 }
 
 
+STSB_SCORES = (0.0, 5.0)     # STS-B similarity scores, the only regression task
+
+
 def _open_text(path: Path) -> str:
     if not path.is_file():
         raise DataFormatError(path, None, None, "file not found")
@@ -142,8 +146,11 @@ def read_glue_tsv(path: str | os.PathLike, task: str | TaskSpec) -> list[TextExa
             try:
                 label: int | float = float(raw)
             except ValueError:
+                label = math.nan
+            lo, hi = STSB_SCORES
+            if not lo <= label <= hi:       # float() takes 'nan' and 'inf'; NaN fails this too
                 raise DataFormatError(path, lineno, str(label_name),
-                                      f"not a number: {raw!r}") from None
+                                      f"{raw!r} is not a score from {lo:g} to {hi:g}")
         else:
             if raw not in spec.labels:
                 raise DataFormatError(path, lineno, str(label_name),
@@ -181,6 +188,7 @@ def read_squad_json(path: str | os.PathLike, version: int | None = None) -> list
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataFormatError(path, 1, "data", "expected an object with a 'data' list")
     out = []
+    seen: dict[str, str] = {}    # question id -> where it was first seen
     for ai, article in enumerate(doc["data"]):
         paras = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paras, list):
@@ -202,9 +210,14 @@ def read_squad_json(path: str | os.PathLike, version: int | None = None) -> list
 
                 if not isinstance(qid, str):
                     raise bad("id", "missing or not a string")
+                if qid in seen:     # predictions and scores are keyed on the id
+                    raise bad("id", f"duplicate question id {qid!r} (first at {seen[qid]})")
+                seen[qid] = qwhere
                 if not isinstance(qa.get("question"), str):
                     raise bad("question", "missing or not a string")
-                impossible = bool(qa.get("is_impossible", False))
+                impossible = qa.get("is_impossible", False)
+                if not isinstance(impossible, bool):    # bool("false") would be True
+                    raise bad("is_impossible", f"{impossible!r} is not true or false")
                 if impossible and version == 1:
                     raise bad("is_impossible", "unanswerable question in a SQuAD 1.1 file")
                 answers = qa.get("answers", [])
@@ -216,6 +229,8 @@ def read_squad_json(path: str | os.PathLike, version: int | None = None) -> list
                 for k, a in enumerate(answers):
                     if not isinstance(a, dict) or not isinstance(a.get("text"), str):
                         raise bad(f"answers[{k}].text", "missing or not a string")
+                    if not a["text"].strip():   # it would match anywhere in the context
+                        raise bad(f"answers[{k}].text", "empty answer")
                     s = a.get("answer_start")
                     if not isinstance(s, int) or isinstance(s, bool) or s < 0 or s > len(ctx):
                         raise bad(f"answers[{k}].answer_start",

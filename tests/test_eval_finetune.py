@@ -1,11 +1,14 @@
 """Proof that the harness learns (tiny random-init model, CPU, seconds), determinism, every head
 on the real-format fixtures, any HF RoBERTa directory as a starting point, failures as results."""
+import json
+import re
 import shutil
 
 import pytest
 import torch
 
 from evaluation.finetune import finetune_and_evaluate, linear_schedule, run_job
+from evaluation.readers import read_task
 from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_squad, write_synthetic_sst2
 from tests.fixtures_eval import write_glue_fixture, write_race_fixture, write_squad_fixture
 
@@ -98,3 +101,53 @@ def test_failures_become_results(checkpoint, tmp_path):
     r = run_job(checkpoint, "qnli", tmp_path, lr=2e-5, batch_size=16, seed=2)
     assert r["best"] == {} and r["seed"] == 2 and r["lr"] == 2e-5
     assert r["error"].startswith("DataFormatError:") and "QNLI/train.tsv" in r["error"]
+
+
+def _empty_glue_dev(d):
+    write_glue_fixture(d, "mrpc")
+    dev = d / "MRPC" / "dev.tsv"
+    dev.write_text(dev.read_text().splitlines()[0] + "\n")       # the header only
+    return dev
+
+
+def _empty_race_dev(d):
+    write_race_fixture(d, splits=("train", "dev"))
+    for f in (d / "RACE" / "dev").rglob("*.txt"):                # passages without questions
+        f.write_text(json.dumps({"article": "x", "questions": [], "options": [], "answers": []}))
+    return d / "RACE" / "dev"
+
+
+def _empty_squad_dev(d):
+    write_squad_fixture(d, 2)
+    dev = d / "SQuAD" / "dev-v2.0.json"
+    dev.write_text('{"version": "v2.0", "data": []}')
+    return dev
+
+
+@pytest.mark.parametrize("task, make_empty", [("mrpc", _empty_glue_dev),
+                                              ("race", _empty_race_dev),
+                                              ("squad2", _empty_squad_dev)])
+def test_an_empty_split_is_an_error_before_training(checkpoint, tmp_path, task, make_empty):
+    path = make_empty(tmp_path)
+    seen = []
+    r = run_job(checkpoint, task, tmp_path, lr=1e-4, batch_size=2, epochs=1, max_len=64,
+                progress=lambda stage, done, total: seen.append(stage))
+    assert r["error"] == f"ValueError: {task}: the dev split has no examples ({path})"
+    assert seen == []                                            # nothing was trained
+
+
+def test_diverged_training_is_an_error(checkpoint, tmp_path):
+    write_glue_fixture(tmp_path, "mrpc")
+    r = run_job(checkpoint, "mrpc", tmp_path, lr=1e6, batch_size=2, epochs=3, seed=1)
+    assert re.match(r"FloatingPointError: mrpc: training loss is (nan|inf) at epoch \d, update "
+                    r"\d+ \(lr 1000000.0\): training diverged", r["error"]), r["error"]
+    assert r["best"] == {}
+
+
+def test_a_non_finite_dev_score_is_an_error(checkpoint, tmp_path):
+    write_glue_fixture(tmp_path, "stsb")
+    data = read_task("stsb", tmp_path)
+    data["dev"][0].label = float("nan")             # `examples` bypass the readers' checks
+    r = run_job(checkpoint, "stsb", None, lr=1e-4, batch_size=2, epochs=1, examples=data)
+    assert r["error"].startswith("FloatingPointError: stsb: non-finite dev scores at epoch 1")
+    assert "'pearson': nan" in r["error"] and r["best"] == {}

@@ -148,3 +148,44 @@ def test_race_malformed(tmp_path):
 def test_every_registered_task_has_fixture_coverage():
     assert set(GLUE_DIRS) == set(GLUE_TASKS)
     assert set(TASKS) == set(GLUE_TASKS) | {"squad1", "squad2", "race"}
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-inf", "-7", "5.5"])
+def test_stsb_scores_must_be_finite_and_in_range(tmp_path, score):
+    p = tmp_path / "train.tsv"
+    p.write_text("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\t"
+                 "sentence2\tscore\n0\tx\tx\tx\tx\tx\tx\ta\tb\t2.5\n"
+                 f"1\tx\tx\tx\tx\tx\tx\ta\tb\t{score}\n")
+    with pytest.raises(DataFormatError, match="not a score from 0 to 5") as ei:
+        read_glue_tsv(p, "stsb")
+    assert (ei.value.line, ei.value.field) == (3, "score") and repr(score) in str(ei.value)
+
+
+def _squad_error(tmp_path, doc) -> DataFormatError:
+    p = tmp_path / "dev-v2.0.json"
+    p.write_text(json.dumps(doc, indent=1))
+    with pytest.raises(DataFormatError) as ei:
+        read_squad_json(p, version=2)
+    assert str(p) in str(ei.value)
+    return ei.value
+
+
+def test_squad_is_impossible_must_be_a_bool(tmp_path):
+    doc = squad_doc(2)
+    doc["data"][0]["paragraphs"][0]["qas"][0]["is_impossible"] = "false"
+    e = _squad_error(tmp_path, doc)
+    assert e.field == "data[0].paragraphs[0].qas[0].is_impossible" and "'false'" in str(e)
+
+
+def test_squad_duplicate_question_ids(tmp_path):
+    doc = squad_doc(2)
+    doc["data"][0]["paragraphs"][0]["qas"][2]["id"] = "q1"
+    e = _squad_error(tmp_path, doc)
+    assert e.field == "data[0].paragraphs[0].qas[2].id" and "duplicate question id 'q1'" in str(e)
+
+
+def test_squad_empty_answer_text(tmp_path):
+    doc = squad_doc(2)
+    doc["data"][0]["paragraphs"][0]["qas"][1]["answers"][1] = {"text": "", "answer_start": 0}
+    e = _squad_error(tmp_path, doc)
+    assert e.field == "data[0].paragraphs[0].qas[1].answers[1].text" and "empty answer" in str(e)

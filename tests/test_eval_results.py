@@ -45,6 +45,18 @@ def test_aggregate_all_failed_task():
     assert len(rows) == 1 and rows[0]["value"] is None and rows[0]["task"] == "rte"
 
 
+def test_aggregate_never_chooses_a_non_finite_score():
+    nan = _job(1e-5, 16, 1, float("nan"))        # one diverged seed must not win the choice
+    rows = aggregate([nan, _job(2e-5, 16, 1, 88), _job(2e-5, 16, 2, 89),
+                      _job(3e-5, 16, 1, float("inf"))])
+    good = {r["metric"]: r for r in rows if r["error"] is None}
+    assert (good["accuracy"]["value"], good["accuracy"]["lr"]) == (88.5, 2e-5)
+    assert good["accuracy"]["failed_jobs"] == 2
+    failed = sorted((r["lr"], r["error"]) for r in rows if r["error"])
+    assert failed == [(1e-5, "non-finite score {'accuracy': nan}"),
+                      (3e-5, "non-finite score {'accuracy': inf}")]
+
+
 def test_results_table_appends_and_reports(tmp_path):
     rows = aggregate([_job(1e-5, 16, s, 80 + s) for s in (1, 2, 3)]
                      + [_job(1e-5, 16, 9, 0, task="rte", error="KeyError: 'x'")])
