@@ -1,9 +1,11 @@
 """The `finetune-eval` flow: one Prefect task per (task, lr, batch, seed), then the results table.
 
 Each finished job is stored as `<root>/results/jobs/<task>/<key>.json`, keyed on the checkpoint
-(path, size and mtime of its weights: checkpoints are written once, atomically), the task and
+(path, size and mtime of its weights: checkpoints are written once, atomically), the task's
+data files (path, size and mtime of each: fixed data is finetuned on again), the task and
 every hyperparameter, so a rerun does not repeat it. Failed jobs are not stored: a rerun
-retries them, and meanwhile they are rows with their error in the results table.
+retries them, and meanwhile they are rows with their error in the results table. A stored job
+that cannot be read is rerun.
 """
 from __future__ import annotations
 
@@ -59,9 +61,44 @@ def checkpoint_fingerprint(model_dir: str | os.PathLike) -> str:
     raise FileNotFoundError(f"no model weights ({' or '.join(WEIGHT_FILES)}) in {d}")
 
 
-def job_key(fingerprint: str, job: dict) -> str:
-    blob = json.dumps({"checkpoint": fingerprint, **job}, sort_keys=True, default=str)
+def data_fingerprint(task: str, data_dir: str | os.PathLike) -> str:
+    """A hash of the path, size and mtime of every data file of `task` (RACE splits are
+    folders: each file in them). A missing file is part of the hash, not an error: the job
+    reports it."""
+    from evaluation.readers import task_files
+
+    lines = []
+    for path in task_files(task, Path(data_dir).resolve()).values():
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            try:
+                st = f.stat()
+                lines.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+            except FileNotFoundError:
+                lines.append(f"{f}:missing")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def job_key(fingerprint: str, data: str, job: dict) -> str:
+    blob = json.dumps({"checkpoint": fingerprint, "data": data, **job}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def read_cached(path: Path) -> dict | None:
+    """The stored result at `path`, or None when there is none or it is unusable (a truncated
+    or foreign file): the job is then rerun, never the whole evaluation stopped."""
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        get_run_logger().warning("ignoring unreadable cached job %s (%s): rerunning it", path, e)
+        return None
+    if not isinstance(result, dict) or result.get("error") or not result.get("best"):
+        get_run_logger().warning("ignoring cached job %s: not a finished result; rerunning it",
+                                 path)
+        return None
+    return result
 
 
 @task(name="finetune", task_run_name="{job[task]}-lr{job[lr]}-bs{job[batch_size]}-seed{job[seed]}")
@@ -69,9 +106,11 @@ def finetune_job(job: dict, model_dir: str, data_dir: str, root: str, device: st
     from evaluation.finetune import run_job
 
     jobs_dir = Path(root) / "results" / "jobs" / job["task"]
-    done = jobs_dir / f"{job_key(checkpoint_fingerprint(model_dir), job)}.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    key = job_key(checkpoint_fingerprint(model_dir), data_fingerprint(job["task"], data_dir), job)
+    done = jobs_dir / f"{key}.json"
+    cached = read_cached(done)
+    if cached is not None:
+        return cached
     result = run_job(model_dir, job["task"], data_dir, device=device,
                      **{k: v for k, v in job.items() if k != "task"})
     if not result.get("error"):

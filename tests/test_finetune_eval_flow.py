@@ -83,3 +83,44 @@ def test_fan_out_results_cache_and_nightly(tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     run = roberta("finetune-eval", "--root", str(tmp_path), "--data-dir", str(tmp_path))
     assert run.returncode == 2 and "no pretrain checkpoint" in run.stderr
+
+
+def test_bad_data_fails_its_jobs_and_the_cache_follows_the_data(tmp_path):
+    from tests.fixtures_eval import write_glue_fixture, write_squad_fixture
+
+    root, data = tmp_path / "run", tmp_path / "data"
+    pretrain_style_checkpoint(root, "demo", 20)
+    for t in ("stsb", "sst2", "mrpc"):
+        write_glue_fixture(data, t)
+    stsb_train = data / "STS-B" / "train.tsv"
+    stsb_train.write_text(stsb_train.read_text().replace("\t3.750\n", "\tnan\n"))
+    write_squad_fixture(data, 2)
+    (data / "SQuAD" / "dev-v2.0.json").write_text('{"data": []}')
+    args = ["finetune-eval", "--root", str(root), "--data-dir", str(data), "--tasks",
+            "stsb,squad2,sst2,mrpc", "--seeds", "1", "--lrs", "1e-4", "--batch-sizes", "2",
+            "--epochs", "1"]
+
+    def rows_by_task(run, skip=0):
+        assert run.returncode == 3, run.stderr[-3000:]   # some jobs failed, the others ran
+        table = pq.read_table(root / "results" / "results.parquet").to_pylist()[skip:]
+        return {r["task"]: r for r in table}, skip + len(table)
+
+    rows, seen = rows_by_task(roberta(*args))
+    assert rows["stsb"]["value"] is None and "'nan' is not a score" in rows["stsb"]["error"]
+    assert rows["squad2"]["value"] is None and "no examples" in rows["squad2"]["error"]
+    assert rows["sst2"]["value"] is not None and rows["mrpc"]["value"] is not None
+
+    jobs = root / "results" / "jobs"
+    stale_sst2 = list((jobs / "sst2").glob("*.json"))
+    [mrpc_job] = list((jobs / "mrpc").glob("*.json"))
+    write_glue_fixture(data, "stsb")                                    # fixed
+    sst2_dev = data / "SST-2" / "dev.tsv"
+    sst2_dev.write_text("\n".join(sst2_dev.read_text().splitlines()[:-1]) + "\n")  # changed
+    mrpc_job.write_text(mrpc_job.read_text()[:40])                      # truncated
+    run = roberta("--verbose", *args)                                   # shows the warnings
+    rows, _ = rows_by_task(run, seen)
+    assert rows["stsb"]["value"] is not None and rows["squad2"]["error"]
+    assert rows["sst2"]["value"] is not None and rows["mrpc"]["value"] is not None
+    assert len(list((jobs / "sst2").glob("*.json"))) == len(stale_sst2) + 1  # rerun on new data
+    assert json.loads(mrpc_job.read_text())["best"]                     # rerun and stored again
+    assert f"ignoring unreadable cached job {mrpc_job}" in run.stdout + run.stderr

@@ -1,0 +1,22 @@
+"""The finetune-eval job cache key follows the task's data files, not only the checkpoint and
+the hyperparameters: fixed data is finetuned on again."""
+from flows.finetune_eval import data_fingerprint, job_key
+from tests.fixtures_eval import write_glue_fixture, write_race_fixture
+
+
+def test_data_fingerprint_follows_every_data_file(tmp_path):
+    write_glue_fixture(tmp_path, "stsb")
+    write_race_fixture(tmp_path, splits=("train", "dev"))
+    stsb, race = data_fingerprint("stsb", tmp_path), data_fingerprint("race", tmp_path)
+    assert data_fingerprint("stsb", tmp_path) == stsb and stsb != race
+
+    train = tmp_path / "STS-B" / "train.tsv"
+    train.write_text(train.read_text().replace("\t3.750\n", "\t3.75\n"))   # a fixed score
+    assert data_fingerprint("stsb", tmp_path) != stsb
+    passage = tmp_path / "RACE" / "dev" / "high" / "2.txt"                 # inside a folder
+    passage.write_text(passage.read_text() + "\n")
+    assert data_fingerprint("race", tmp_path) != race
+
+    job = {"task": "stsb", "lr": 1e-5, "batch_size": 16, "seed": 1}
+    assert job_key("ck", stsb, job) != job_key("ck", data_fingerprint("stsb", tmp_path), job)
+    assert data_fingerprint("qnli", tmp_path)      # missing files: the job reports them
