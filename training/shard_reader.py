@@ -40,6 +40,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 IGNORE_INDEX = -100
+PAIR_FORMATS = ("segment-pair", "sentence-pair")
+_REBUILD = "rebuild the shards (delete them, rerun shard-corpus)"
+
+
+class ShardError(ValueError):
+    """A shard file (or the manifest) is damaged or does not match the manifest; the message
+    names the file."""
 
 
 def _resolve(path) -> tuple[pafs.FileSystem, str]:
@@ -56,7 +63,14 @@ def load_manifest(path) -> tuple[pafs.FileSystem, str, dict]:
         p = d + "/manifest.json"
         if fs.get_file_info(p).type == pafs.FileType.File:
             with fs.open_input_stream(p) as f:
-                return fs, d, json.loads(f.read())
+                raw = f.read()
+            try:
+                manifest = json.loads(raw)
+                if not isinstance(manifest, dict) or "splits" not in manifest:
+                    raise ValueError("no 'splits' object")
+            except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError are ValueErrors
+                raise ShardError(f"{p}: damaged shards manifest ({exc}): {_REBUILD}") from exc
+            return fs, d, manifest
     raise FileNotFoundError(f"no shards manifest under {base}: run shard-corpus first "
                             "(the manifest is written last; without it the shards are incomplete)")
 
@@ -101,6 +115,24 @@ def table_to_batch(table: pa.Table, static_mask_index: int | None = None) -> dic
     return out
 
 
+def _schema_problem(schema: pa.Schema, block_size: int, pair: bool, static: bool) -> str | None:
+    """Why a shard with this schema cannot be read as the manifest's blocks, or None."""
+    lists = ["input_ids"] + (["segment_ids"] if pair else [])
+    need = ["block_index", "length", *lists] + (["nsp_label"] if pair else []) \
+        + (["mask_positions", "mask_tokens"] if static else [])
+    missing = [c for c in need if c not in schema.names]
+    if missing:
+        return f"no column(s) {missing} (it has {schema.names})"
+    for c in lists:
+        t = schema.field(c).type
+        if not pa.types.is_fixed_size_list(t):
+            return f"column {c!r} is {t}, not a fixed-size list of block_size={block_size} ids"
+        if t.list_size != block_size:
+            return (f"column {c!r} holds blocks of {t.list_size} tokens, the manifest says "
+                    f"block_size {block_size}")
+    return None
+
+
 def _take(batch: dict, idx: np.ndarray) -> dict:
     return {k: v[idx] for k, v in batch.items()}
 
@@ -130,8 +162,8 @@ class ShardReader:
         self.static_masks = int(self.manifest.get("static_masks") or 0)
         self._columns = columns
         self._groups: list[tuple[int, int, int]] = []  # (file, row group, rows)
-        for fi, path_ in enumerate(self.files):
-            md = self._open(fi).metadata
+        for fi in range(len(self.files)):
+            md = self._check(fi)
             for g in range(md.num_row_groups):
                 self._groups.append((fi, g, md.row_group(g).num_rows))
         self.num_blocks = sum(g[2] for g in self._groups)
@@ -162,13 +194,40 @@ class ShardReader:
 
     # ------------------------------------------------------------ reading
     def _open(self, fi: int) -> pq.ParquetFile:
-        return pq.ParquetFile(self.fs.open_input_file(self.files[fi]))
+        try:
+            return pq.ParquetFile(self.fs.open_input_file(self.files[fi]))
+        except (OSError, pa.ArrowException) as exc:
+            raise ShardError(f"{self.files[fi]}: not a readable Parquet shard ({exc}): "
+                             f"{_REBUILD}") from exc
+
+    def _check(self, fi: int) -> pq.FileMetaData:
+        """Shard `fi`'s metadata, after checking the file against the manifest from its size
+        and footer alone (a damaged or mismatched shard fails here, not mid-training)."""
+        path, entry = self.files[fi], self.manifest["splits"][self.split]["files"][fi]
+        info = self.fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            raise ShardError(f"{path}: listed in the manifest but missing: {_REBUILD}")
+        if entry.get("bytes") is not None and info.size != entry["bytes"]:
+            raise ShardError(f"{path}: {info.size} bytes, the manifest recorded "
+                             f"{entry['bytes']} (truncated or rewritten): {_REBUILD}")
+        pf = self._open(fi)
+        pair = self.manifest.get("format") in PAIR_FORMATS
+        problem = _schema_problem(pf.schema_arrow, self.block_size, pair, self.static_masks > 0)
+        if problem is None and entry.get("blocks") not in (None, pf.metadata.num_rows):
+            problem = f"{pf.metadata.num_rows} blocks, the manifest says {entry['blocks']}"
+        if problem:
+            raise ShardError(f"{path}: {problem}: {_REBUILD}")
+        return pf.metadata
 
     def _read_group(self, gi: int) -> pa.Table:
         fi, g, _ = self._groups[gi]
         if self._cache and self._cache[0] == (fi, g):
             return self._cache[1]
-        t = self._open(fi).read_row_group(g, columns=self._columns)
+        try:
+            t = self._open(fi).read_row_group(g, columns=self._columns)
+        except (OSError, pa.ArrowException) as exc:   # pages that do not decode
+            raise ShardError(f"{self.files[fi]}: row group {g} cannot be read ({exc}): "
+                             f"{_REBUILD}") from exc
         self._cache = ((fi, g), t)
         return t
 
@@ -235,6 +294,11 @@ class ShardReader:
 
     def __iter__(self) -> Iterator[dict]:
         """Endless batches from `position`, epoch after epoch."""
+        if len(self) == 0:   # every epoch would be empty: an endless loop yielding nothing
+            raise ValueError(
+                f"{self.split} split has {self.num_blocks} blocks for {self.world_size} "
+                f"worker(s): rank {self.rank} gets {self.blocks_per_rank}, not one batch of "
+                f"{self.batch_size}; add data or lower the batch size or worker count")
         while True:
             p = self.position
             yield from self.iter_epoch(p["epoch"], p["offset"])
