@@ -14,20 +14,26 @@ directory):
     rank-<r>.pt                        per rank: data-reader position and RNG states
                                        (torch, CUDA, numpy, python)
     checkpoint.json                    written last by rank 0: format version, step, world
-                                       size, the files above
+                                       size, the files above with each one's size and sha256
 
 Atomicity: the in-process `LocalCheckpointer` writes into `.tmp-step-<N>` and renames it (a
 step directory either is complete or does not exist); under Ray Train a checkpoint is
 registered only once every rank's files are persisted, and restores use Ray's record.
 Weights are stored only once, in the HF file, and restored from it exactly (float32).
+
+Integrity: `restore` checks every file against the sizes and sha256 digests in the manifest
+(checkpoints from before digests were recorded: presence only) and reports a bad file as a
+`CheckpointError` naming it; `restore_latest` then falls back to the next-newest checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +47,10 @@ FORMAT_VERSION = 1
 CHECKPOINTS_DIR = "checkpoints"
 MANIFEST = "checkpoint.json"
 _STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, damaged or unreadable; the message names the file."""
 
 
 def step_dir_name(step: int) -> str:
@@ -123,6 +133,9 @@ def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int
     d = Path(directory)
     torch.save({"reader": reader_state, "rng": rng_state(), "rank": rank,
                 "world_size": world_size}, d / rank_file(rank))
+    # Each rank digests its own file for rank 0's manifest: under Ray Train the ranks write
+    # into separate directories, so rank 0 cannot read the others' files.
+    digests = _all_ranks({rank_file(rank): file_digest(d / rank_file(rank))}, world_size)
     if rank != 0:
         return
     tok = tokenizer_dir if tokenizer_dir is not None and Path(tokenizer_dir).is_dir() else None
@@ -135,30 +148,92 @@ def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int
         for m in metrics:
             f.write(json.dumps(m, default=_json_default) + "\n")
     os.replace(d / "metrics.jsonl.tmp", d / "metrics.jsonl")
-    files = sorted(p.name for p in d.iterdir() if p.is_file())
-    files = sorted(set(files) | {rank_file(r) for r in range(world_size)})
+    for p in d.iterdir():
+        if p.is_file() and p.name not in digests:
+            digests[p.name] = file_digest(p)
+    files = sorted(set(digests) | {rank_file(r) for r in range(world_size)})
     _write_json(d / MANIFEST, {"format_version": FORMAT_VERSION, "step": trainer_state["step"],
-                               "world_size": world_size, "files": files + [MANIFEST]})
+                               "world_size": world_size, "files": files + [MANIFEST],
+                               "digests": digests})
+
+
+def file_digest(path: Path) -> dict:
+    """{"size", "sha256"} of a file just written (read back from the page cache: about a
+    second per GB, and checkpoints are infrequent)."""
+    with open(path, "rb") as f:
+        return {"size": os.fstat(f.fileno()).st_size,
+                "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+
+
+def _all_ranks(mine: dict, world_size: int) -> dict:
+    """The union of every rank's `mine` (all ranks must call this together)."""
+    if world_size == 1 or not _dist_ready():
+        return dict(mine)
+    parts: list = [None] * world_size
+    dist.all_gather_object(parts, mine)
+    return {k: v for part in parts for k, v in part.items()}
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
     p = Path(directory) / MANIFEST
     if not p.is_file():
         raise FileNotFoundError(f"{directory}: not a complete checkpoint (no {MANIFEST})")
-    return json.loads(p.read_text())
+    m = _load(p, _read_json)
+    if not (isinstance(m, dict) and isinstance(m.get("files"), list) and "world_size" in m
+            and isinstance(m.get("digests", {}), dict)):
+        raise CheckpointError(f"{p}: damaged: not a checkpoint manifest")
+    return m
 
 
 def is_complete(directory: str | os.PathLike) -> bool:
     try:
         m = read_manifest(directory)
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, CheckpointError):
         return False
     return all((Path(directory) / f).is_file() for f in m["files"])
 
 
+def verify_checkpoint(directory: str | os.PathLike) -> dict:
+    """The manifest, once every file it lists is there with the recorded size and sha256;
+    else CheckpointError naming the first bad file."""
+    d = Path(directory)
+    m = read_manifest(d)
+    for name in m["files"]:
+        p, want = d / name, m.get("digests", {}).get(name)
+        if not p.is_file():
+            raise CheckpointError(f"{p}: missing (listed in {MANIFEST})")
+        if want is None:               # the manifest itself, or written before digests
+            continue
+        got = file_digest(p)
+        if got["size"] != want["size"]:
+            raise CheckpointError(f"{p}: {got['size']} bytes, {MANIFEST} recorded "
+                                  f"{want['size']} (truncated or overwritten)")
+        if got["sha256"] != want["sha256"]:
+            raise CheckpointError(f"{p}: sha256 differs from the one in {MANIFEST} (damaged)")
+    return m
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def _read_jsonl(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _load(path: Path, load: Callable, **kw):
+    """load(path, **kw), any failure raised as a CheckpointError naming the file (torch,
+    safetensors and json raise many different types for a damaged file)."""
+    try:
+        return load(path, **kw)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
 def load_model_weights(directory: str | os.PathLike, model) -> None:
     """Restore our model's parameters from the checkpoint's HF `model.safetensors`."""
-    sd, _ = from_hf_state_dict(read_hf_weights(directory), model.cfg)
+    weights = _load(Path(directory) / "model.safetensors", lambda p: read_hf_weights(p.parent))
+    sd, _ = from_hf_state_dict(weights, model.cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ValueError(f"{directory}: checkpoint does not fit the model: missing {missing}, "
@@ -175,38 +250,69 @@ def read_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int,
         raise ValueError(f"{d}: written by {manifest['world_size']} workers, resuming with "
                          f"{world_size}: the data positions are per rank; resume with the "
                          f"same number of workers")
-    per_rank = torch.load(d / rank_file(rank), map_location="cpu", weights_only=True)
+    verify_checkpoint(d)
+    per_rank = _load(d / rank_file(rank), torch.load, map_location="cpu", weights_only=True)
     metrics = []
     if (d / "metrics.jsonl").is_file():
-        metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()
-                   if line.strip()]
+        metrics = _load(d / "metrics.jsonl", _read_jsonl)
     return {
         "manifest": manifest,
-        "trainer": json.loads((d / "trainer_state.json").read_text()),
-        "config": json.loads((d / "pretrain_config.json").read_text()),
+        "trainer": _load(d / "trainer_state.json", _read_json),
+        "config": _load(d / "pretrain_config.json", _read_json),
         "metrics": metrics,
-        "optimizer": torch.load(d / "optimizer.pt", map_location=map_location, weights_only=True),
-        "scheduler": torch.load(d / "scheduler.pt", map_location="cpu", weights_only=True),
+        "optimizer": _load(d / "optimizer.pt", torch.load, map_location=map_location,
+                           weights_only=True),
+        "scheduler": _load(d / "scheduler.pt", torch.load, map_location="cpu",
+                           weights_only=True),
         "reader": per_rank["reader"],
         "rng": per_rank["rng"],
     }
+
+
+def restore(directory: str | os.PathLike, model, *, rank: int, world_size: int,
+            map_location="cpu") -> dict:
+    """`read_checkpoint` (verified) and the weights loaded into `model`."""
+    state = read_checkpoint(directory, rank=rank, world_size=world_size,
+                            map_location=map_location)
+    load_model_weights(directory, model)
+    return state
+
+
+def restore_latest(run_dir: str | os.PathLike, model, *, rank: int, world_size: int,
+                   map_location="cpu") -> tuple[Path, dict] | None:
+    """`restore` from the newest checkpoint of the run that verifies and loads, warning about
+    each newer one skipped (named file, reason). None: the run has no checkpoint; all of
+    them bad: CheckpointError (never a silent fresh start over a run's history)."""
+    bad = []
+    for _, d in reversed(_step_dirs(run_dir)):
+        try:
+            return d, restore(d, model, rank=rank, world_size=world_size,
+                              map_location=map_location)
+        except (CheckpointError, FileNotFoundError) as exc:
+            bad.append(str(exc))
+            warnings.warn(f"not resuming from {d.name}: {exc}; trying the previous checkpoint",
+                          stacklevel=2)
+    if bad:
+        raise CheckpointError(f"{run_dir}: no checkpoint can be resumed: " + "; ".join(bad))
+    return None
 
 
 # --------------------------------------------------------------------------------------------
 # where checkpoints go
 # --------------------------------------------------------------------------------------------
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first, as (step, directory)."""
+def _step_dirs(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Every `step-<N>` directory of a run, complete or not, oldest first."""
     base = Path(run_dir) / CHECKPOINTS_DIR
     if not base.is_dir():
         return []
-    out = []
-    for p in base.iterdir():
-        m = _STEP_RE.match(p.name)
-        if m and p.is_dir() and is_complete(p):
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+    return sorted((int(m.group(1)), p) for p in base.iterdir()
+                  if (m := _STEP_RE.match(p.name)) and p.is_dir())
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first, as (step, directory)."""
+    return [(s, p) for s, p in _step_dirs(run_dir) if is_complete(p)]
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -256,6 +362,7 @@ class LocalCheckpointer:
         return latest_checkpoint(self.run_dir)
 
 
-__all__ = ["LocalCheckpointer", "write_checkpoint", "read_checkpoint", "load_model_weights",
+__all__ = ["LocalCheckpointer", "CheckpointError", "write_checkpoint", "read_checkpoint",
+           "load_model_weights", "restore", "restore_latest", "verify_checkpoint", "file_digest",
            "list_checkpoints", "latest_checkpoint", "is_complete", "read_manifest",
            "step_dir_name", "rank_file", "rng_state", "set_rng_state", "CHECKPOINTS_DIR"]

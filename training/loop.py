@@ -40,10 +40,9 @@ from training.masking import Masker, batch_from_static_labels
 from training.model import build_model
 from training.optim import build_optimizer, build_scheduler
 from training.prefetch import Prefetcher, pinned
-from training.shard_reader import ShardReader, load_manifest
+from training.shard_reader import PAIR_FORMATS, ShardReader, load_manifest
 from training.step import NonFiniteLossError, TrainStep, eval_step
 
-PAIR_FORMATS = ("segment-pair", "sentence-pair")
 METRICS_FILE = "metrics.jsonl"
 
 # Dense bf16 peak per device (NVIDIA datasheets, see training_anchors.md §8), for MFU.
@@ -172,6 +171,11 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
         raise PretrainConfigError(
             f"batch_size {batch} sequences is not a multiple of workers x micro_batch_size = "
             f"{world_size} x {micro} = {world_size * micro}; choose sizes that divide")
+    train_blocks = int(manifest["splits"].get("train", {}).get("blocks", 0))
+    if train_blocks // world_size < micro:   # a rank's share (ShardReader, drop_last)
+        raise PretrainConfigError(
+            f"train split has {train_blocks} blocks for {world_size} worker(s); each needs at "
+            f"least micro_batch_size={micro}: add data or lower --micro-batch-size/--workers")
     if cfg.masking not in ("dynamic", "static"):
         raise PretrainConfigError(f"masking must be 'dynamic' or 'static', got {cfg.masking!r}")
     static = cfg.masking == "static"
@@ -356,8 +360,8 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
 
     checkpointer: where checkpoints go (default: `LocalCheckpointer(<run_dir>, keep_last)`);
         Ray Train passes one that reports through `ray.train.report`.
-    resume_from: a checkpoint directory, or "latest" for the newest complete one of the run
-        (nothing there: start fresh).
+    resume_from: a checkpoint directory, or "latest" for the newest one of the run that
+        verifies (a damaged newer one is skipped with a warning; none at all: start fresh).
     on_metrics: called on every rank with each update's metrics (identical on all ranks).
     stop_after: stop once this many updates are done, as if interrupted (the LR schedule
         still spans `steps`); a checkpoint is written there.
@@ -374,15 +378,15 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
         torch.cuda.set_device(dev)
     rdir = cfg.run_dir
     checkpointer = checkpointer or ckpt.LocalCheckpointer(rdir, cfg.keep_last)
-    if resume_from == "latest":
-        resume_from = ckpt.latest_checkpoint(rdir)
 
     _seed_everything(cfg.seed, rank)
     model = build_model(res.model, device=dev, seed=cfg.seed)
     state = None
-    if resume_from is not None:
-        state = ckpt.read_checkpoint(resume_from, rank=rank, world_size=world, map_location=dev)
-        ckpt.load_model_weights(resume_from, model)
+    if resume_from == "latest":     # the newest checkpoint that verifies; none: start fresh
+        resume_from, state = ckpt.restore_latest(rdir, model, rank=rank, world_size=world,
+                                                 map_location=dev) or (None, None)
+    elif resume_from is not None:
+        state = ckpt.restore(resume_from, model, rank=rank, world_size=world, map_location=dev)
     injector = _NonFiniteInjector(model.embed) if cfg.nonfinite_at else None
     optimizer = build_optimizer(model, res.optim)
     scheduler = build_scheduler(optimizer, res.optim)
