@@ -80,6 +80,20 @@ def test_two_workers_recover_from_a_killed_worker(shards_root, ray_local):
         launch(cfg, num_workers=2)
 
 
+def test_ray_resumes_a_run_the_in_process_loop_began(shards_root, ray_local):
+    # `pretrain --no-ray` then `pretrain --resume` (Ray): Ray Train V2 rejects
+    # resume_from_checkpoint, so the workers resume from the run's own newest checkpoint.
+    from training.loop import train
+
+    cfg = PretrainConfig(root=str(shards_root), run="mixed", model="tiny", batch_size=8,
+                         micro_batch_size=8, steps=6, checkpoint_every=2, valid_every=0)
+    train(cfg, stop_after=4)
+    summary = launch(cfg, num_workers=1, resume=True)
+    assert summary["finished"] and summary["steps"] == 6
+    assert [s["resumed_from"] for s in worker_starts(cfg.run_dir)] == ["latest"]
+    assert [m["step"] for m in read_metrics(cfg.run_dir)] == list(range(1, 7))
+
+
 def test_pretrain_flow_end_to_end(shards_root, ray_local):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 

@@ -6,7 +6,8 @@
 Each worker runs `training.loop.train` (the same function as the in-process path) with:
   - its device from Ray Train, the process group Ray Train set up (gloo on CPU, NCCL on GPU);
   - `ray.train.get_checkpoint()` as the resume point (after a worker failure Ray restarts the
-    group from the last reported checkpoint, `FailureConfig(max_failures)`);
+    group from the last reported checkpoint, `FailureConfig(max_failures)`); a run begun by
+    the in-process loop (`--no-ray`) is resumed from its newest checkpoint that verifies;
   - a checkpointer that reports through `ray.train.report(metrics, checkpoint=...)`: every
     rank writes its own files (rank 0 the model/optimizer, each rank its data position and
     RNG) into a local temp dir, and Ray Train merges them into
@@ -129,9 +130,12 @@ def train_loop_per_worker(config: dict) -> dict:
     checkpoint = ray.train.get_checkpoint()
     device = ray.train.torch.get_device()
     if checkpoint is None:
-        _record_worker_start(rdir, rank, world, None)
-        return train(cfg, checkpointer=RayCheckpointer(rdir), on_metrics=on_metrics,
-                     stop_after=config.get("stop_after"), device=device)
+        # Ray Train V2 has no `resume_from_checkpoint`: a run the in-process loop began is
+        # resumed by the loop itself, from the newest of its checkpoints that verifies.
+        resume = "latest" if config.get("resume_in_process_run") else None
+        _record_worker_start(rdir, rank, world, resume)
+        return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=resume,
+                     on_metrics=on_metrics, stop_after=config.get("stop_after"), device=device)
     with checkpoint.as_directory() as d:
         _record_worker_start(rdir, rank, world, str(checkpoint.path))
         return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=d,
@@ -193,16 +197,12 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
             ray.init(**kw)
         started_ray = True
     try:
-        resume_ckpt = None
-        if resume and not (rdir / _RAY_SNAPSHOT).exists():
-            # a run written by the in-process loop: hand Ray its latest checkpoint
-            latest = ckpt.latest_checkpoint(rdir)
-            if latest is not None:
-                from ray.train import Checkpoint
-                resume_ckpt = Checkpoint.from_directory(str(latest))
+        # A run with no Ray Train state was written by the in-process loop (`--no-ray`).
+        in_process_run = resume and not (rdir / _RAY_SNAPSHOT).exists()
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config={"pretrain": cfg.to_dict(), "stop_after": stop_after},
+            train_loop_config={"pretrain": cfg.to_dict(), "stop_after": stop_after,
+                               "resume_in_process_run": in_process_run},
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                          resources_per_worker={"CPU": cpus_per_worker,
@@ -210,8 +210,7 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
             run_config=RunConfig(
                 name=cfg.run, storage_path=str(Path(cfg.root) / "pretrain"),
                 checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last or None),
-                failure_config=FailureConfig(max_failures=max_failures)),
-            resume_from_checkpoint=resume_ckpt)
+                failure_config=FailureConfig(max_failures=max_failures)))
         result = trainer.fit()
     finally:
         if started_ray:
