@@ -32,7 +32,8 @@ def pretrain_config(root: str, config: str = "tiny", *, steps: int | None = None
     tenth of a short run."""
     from training.config import OptimConfig
 
-    total = steps or OptimConfig.named(config, **(optim_overrides or {})).total_steps
+    total = (steps if steps is not None
+             else OptimConfig.named(config, **(optim_overrides or {})).total_steps)
     every = min(DEFAULT_CHECKPOINT_EVERY, max(1, total // 10))
     kw = dict(root=str(root), run=run or config, model=config,
               model_overrides=dict(model_overrides or {}),
@@ -42,9 +43,7 @@ def pretrain_config(root: str, config: str = "tiny", *, steps: int | None = None
               keep_last=keep_last, valid_every=valid_every if valid_every is not None else every,
               valid_batches=valid_batches, device=device, compile=compile,
               max_consecutive_nonfinite=max_consecutive_nonfinite)
-    if micro_batch_size:
-        kw["micro_batch_size"] = micro_batch_size
-    return PretrainConfig(**kw)
+    return PretrainConfig(**kw, micro_batch_size=micro_batch_size)
 
 
 @task(name="train")

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sequences per optimizer update, whatever the worker count "
                              "(default: preset; 8192 for base/large)")
     parser.add_argument("--micro-batch-size", type=int, default=None, metavar="SEQS",
-                        help="sequences per forward/backward on one worker (default: 16)")
+                        help="sequences per forward/backward on one worker (default: 16, or "
+                             "fewer to fit a worker's share of the batch)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")

@@ -187,6 +187,32 @@ def test_config_errors_name_the_problem(shards_root):
         resolve(small_config(shards_root, "x", model_overrides={"hidden": 3}))
     r = resolve(small_config(shards_root, "x", batch_size=64, micro_batch_size=8), world_size=2)
     assert r.accumulation == 4 and r.model.vocab_size == 1000 and r.optim.total_steps == 12
+    # 0 is a value, not "use the preset" (it used to run the preset's 1000 steps)
+    with pytest.raises(PretrainConfigError, match="steps must be >= 1, got 0"):
+        resolve(small_config(shards_root, "x", steps=0))
+    with pytest.raises(PretrainConfigError, match="batch_size must be >= 1, got 0"):
+        resolve(small_config(shards_root, "x", batch_size=0))
+    # the default micro-batch fits a small or odd batch: gcd(batch per worker, 16)
+    for batch, world, micro in [(8, 1, 8), (48, 1, 16), (24, 1, 8), (16, 2, 8)]:
+        r = resolve(small_config(shards_root, "x", batch_size=batch, micro_batch_size=None),
+                    world_size=world)
+        assert (r.micro_batch_size, r.accumulation) == (micro, batch // world // micro)
+
+
+def test_a_tokenizer_trained_again_after_sharding_is_refused(shards_root, tmp_path):
+    # The checkpoints ship <root>/tokenizer; if it no longer matches the shards' ids, every
+    # checkpoint of the run would be unusable.
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(shards_root / "tokenizer", root / "tokenizer")
+    (root / "shards").mkdir()
+    shutil.copy(shards_root / "shards" / "manifest.json", root / "shards")
+    assert resolve(small_config(root, "x")).model.vocab_size == 1000
+    info = root / "tokenizer" / "tokenizer_info.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "tokenizer_sha256": "0" * 64}))
+    with pytest.raises(PretrainConfigError, match="not the tokenizer the shards were encoded "
+                                                  "with .*rerun shard-corpus"):
+        resolve(small_config(root, "x"))
 
 
 def test_static_masks_from_the_shards(shards_root, tmp_path):

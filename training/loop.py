@@ -69,7 +69,8 @@ class PretrainConfig:
     masking_overrides: dict = field(default_factory=dict)
     nsp: bool | None = None                     # NSP loss (None: on for the pair formats)
     batch_size: int | None = None               # sequences per optimizer update (None: preset)
-    micro_batch_size: int = 16                  # sequences per forward/backward on one worker
+    micro_batch_size: int | None = None         # sequences per forward/backward on one worker
+                                                # (None: gcd(batch per worker, 16))
     steps: int | None = None                    # optimizer updates = schedule length (None: preset)
     seed: int = 0
     checkpoint_every: int = 1000                # updates between checkpoints (0: only the last)
@@ -131,11 +132,33 @@ class Resolved:
     nsp: bool
 
 
+def _tokenizer_mismatch(root: str, manifest: dict) -> str | None:
+    """Why `<root>/tokenizer/` is not the tokenizer the shards were encoded with, or None.
+    Checkpoints ship that directory as the model's tokenizer, so a tokenizer trained again
+    after shard-corpus would make every checkpoint unusable (ids beyond the model's vocab).
+    Local roots only: the copy into checkpoints is local too."""
+    info = Path(root) / "tokenizer" / "tokenizer_info.json"
+    if "://" in root or not info.is_file() or not manifest.get("tokenizer_sha256"):
+        return None
+    try:
+        have = json.loads(info.read_text()).get("tokenizer_sha256")
+    except (OSError, ValueError) as exc:
+        return f"{info} cannot be read ({exc})"
+    if have != manifest["tokenizer_sha256"]:
+        return (f"{info.parent} is not the tokenizer the shards were encoded with (sha256 "
+                f"{str(have)[:12]}… vs the manifest's {manifest['tokenizer_sha256'][:12]}…): "
+                f"train-tokenizer ran again after shard-corpus; rerun shard-corpus")
+    return None
+
+
 def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = None) -> Resolved:
     """Presets + overrides + what the shards dictate; raises PretrainConfigError naming the
     field when something does not fit."""
     if manifest is None:
         _, _, manifest = load_manifest(cfg.root)
+    mismatch = _tokenizer_mismatch(cfg.root, manifest)
+    if mismatch:
+        raise PretrainConfigError(mismatch)
     T = int(manifest["block_size"])
     fmt = manifest.get("format", "full-sentences")
     nsp = fmt in PAIR_FORMATS if cfg.nsp is None else bool(cfg.nsp)
@@ -157,16 +180,22 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
         raise PretrainConfigError(f"model vocab_size {mcfg.vocab_size} != the shards' {vocab}")
     if mcfg.max_positions < T:
         raise PretrainConfigError(f"model max_positions {mcfg.max_positions} < block size {T}")
-    batch = int(cfg.batch_size or ocfg.batch_size)
-    steps = int(cfg.steps or ocfg.total_steps)
+    # `is None`, not `or`: an explicit 0 is an error below, not "use the preset"
+    batch = int(ocfg.batch_size if cfg.batch_size is None else cfg.batch_size)
+    steps = int(ocfg.total_steps if cfg.steps is None else cfg.steps)
     if steps < 1:
         raise PretrainConfigError(f"steps must be >= 1, got {steps}")
     if "total_steps" not in cfg.optim_overrides:
         ocfg = ocfg.replace(total_steps=steps)    # the schedule spans the run
     ocfg = ocfg.replace(batch_size=batch)
-    micro = int(cfg.micro_batch_size)
-    if micro < 1 or batch < 1:
-        raise PretrainConfigError("batch_size and micro_batch_size must be >= 1")
+    if batch < 1:
+        raise PretrainConfigError(f"batch_size must be >= 1, got {batch}")
+    # Default micro-batch: 16 sequences, or fewer when a worker's share of the batch is
+    # smaller or not a multiple of 16 (e.g. --batch-size 8 just works).
+    micro = int(cfg.micro_batch_size if cfg.micro_batch_size is not None
+                else math.gcd(max(batch // world_size, 1), 16))
+    if micro < 1:
+        raise PretrainConfigError(f"micro_batch_size must be >= 1, got {micro}")
     if batch % (world_size * micro):
         raise PretrainConfigError(
             f"batch_size {batch} sequences is not a multiple of workers x micro_batch_size = "
