@@ -2,8 +2,11 @@
 `results.png` (ours against the paper's numbers) regenerated from it on every append.
 
 One row per (model, checkpoint, task, metric) evaluation, appended -- existing rows are never
-rewritten or dropped: the new file is the old rows plus the new ones, written under a
-temporary name and renamed over the old one (atomic), with a lock file serialising appenders
+rewritten or dropped. A successful row that is already in the table (the same result of the
+same evaluation: equal in every column but `recorded_at` and `time_s`, as when a rerun finds
+every job cached) is not appended again; failed rows always are (each is a retry). The new
+file is the old rows plus the new ones, written under a temporary name and renamed over the
+old one (atomic), with a lock file serialising appenders
 on a local filesystem. `<root>` may also be any URI pyarrow understands (s3://...); there the
 rename is the store's, and concurrent appenders are the caller's to avoid.
 
@@ -117,18 +120,42 @@ def read_results(root) -> pa.Table:
         return pq.read_table(f).cast(SCHEMA)
 
 
+# Columns that differ between two records of the same result (a rerun on cached jobs).
+_NOT_THE_RESULT = ("recorded_at", "time_s")
+
+
+def _result_key(row: dict) -> tuple:
+    return tuple(row[c] for c in SCHEMA.names if c not in _NOT_THE_RESULT)
+
+
+def without_repeats(old: pa.Table, new: pa.Table) -> pa.Table:
+    """The rows of `new` that are not successful results already in `old` (nor earlier in
+    `new`): rerunning an evaluation whose jobs are all cached adds nothing to the table."""
+    seen = {_result_key(r) for r in old.to_pylist() if not r["error"]}
+    keep = []
+    for r in new.to_pylist():
+        key = _result_key(r)
+        if r["error"] or key not in seen:
+            keep.append(r)
+            if not r["error"]:
+                seen.add(key)
+    return pa.Table.from_pylist(keep, schema=SCHEMA)
+
+
 def append_results(root, rows: list[dict], model: str | None = None,
                    checkpoint: str | None = None, step: int | None = None) -> pa.Table:
     """Append `rows` (from `aggregate`) for one model/checkpoint; regenerate csv, md and png.
     `checkpoint` defaults to each row's model_dir, `model` to its folder name, `step` to the
-    N of a `step-N` folder. Returns the whole table."""
+    N of a `step-N` folder. Successful rows already in the table are not appended again
+    (`without_repeats`). Returns the whole table."""
     fs, _ = _resolve(root)
     p = paths(root)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     new = pa.Table.from_pylist([_row(r, model, checkpoint, step, now) for r in rows], schema=SCHEMA)
     local_dir = p["dir"] if isinstance(fs, pafs.LocalFileSystem) else None
     with _lock(fs, local_dir) if local_dir else contextlib.nullcontext():
-        table = pa.concat_tables([read_results(root), new])
+        old = read_results(root)
+        table = pa.concat_tables([old, without_repeats(old, new)])
         buf = io.BytesIO()
         pq.write_table(table, buf)
         _write_atomic(fs, p["parquet"], buf.getvalue())
@@ -171,7 +198,7 @@ def _display_rows(table: pa.Table) -> list[list[str]]:
             elif c == "time_s" and v is not None:
                 cells.append(f"{v:.0f}s")
             elif c == "error" and v:
-                cells.append(v.splitlines()[0][:80])
+                cells.append(v.splitlines()[0])   # whole: it names the file and the cause
             else:
                 cells.append(_fmt(v))
         out.append(cells)
@@ -196,16 +223,25 @@ def render_table(root_or_table, title: str = "Finetuning results"):
     t = Table(title=title)
     for c in DISPLAY_COLUMNS:
         t.add_column(c, justify="right" if c in ("value", "paper_base", "paper_large",
-                                                  "checkpoint_step", "n_seeds") else "left")
+                                                  "checkpoint_step", "n_seeds") else "left",
+                     overflow="fold" if c == "error" else "ellipsis")
     for cells, r in zip(_display_rows(table), table.to_pylist()):
         t.add_row(*cells, style="red" if r["error"] else None)
     return t
 
 
 def print_results(root, console=None) -> None:
+    """Print the table on `console` (default: stdout). Not on a terminal (a log, CI, a pipe),
+    the default console is as wide as the table, so nothing is cut or wrapped."""
     from rich.console import Console
 
-    (console or Console()).print(render_table(root))
+    table = render_table(root)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            natural = Console(width=100_000).measure(table).maximum
+            console = Console(width=max(80, natural))
+    console.print(table)
 
 
 def latest_values(table: pa.Table) -> list[dict]:

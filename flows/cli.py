@@ -168,10 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "and append the median-over-seeds results to RUN_DIR/results/.")
     _add_root(p)
     p.add_argument("--data-dir", required=True, metavar="DIR",
-                   help="task data: GLUE TSV dirs (MRPC/train.tsv, ...), SQuAD/*.json, RACE/")
-    p.add_argument("--tasks", default="mrpc",
+                   help="task data: GLUE TSV dirs (MRPC/train.tsv, ...), SQuAD/*.json, RACE/; "
+                        "or 'synthetic' for generated SST-2 and SQuAD 1.1 stand-ins under "
+                        "RUN_DIR/eval-data, as `roberta pipeline` uses")
+    p.add_argument("--tasks", default=None,
                    help="comma-separated tasks (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
-                        "wnli, squad1, squad2, race), or glue / all (default: %(default)s)")
+                        "wnli, squad1, squad2, race), or glue / all (default: mrpc, or "
+                        "sst2,squad1 with --data-dir synthetic)")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="a pretrain checkpoint or any HF RoBERTa directory (default: the "
                         "newest pretrain checkpoint under RUN_DIR)")
@@ -245,10 +248,23 @@ def _float_list(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def _error_text(exc: Exception) -> str:
+    """The message of `exc`; a KeyError's str() would wrap it in quotes."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
 def _finetune_eval(args: argparse.Namespace) -> int:
-    from flows.finetune_eval import finetune_eval
+    from flows.finetune_eval import check_inputs, finetune_eval
     from flows.progress import count_files, watch_files
 
+    workers = args.workers or 1
+    try:   # before Prefect starts: bad arguments and missing inputs fail in a second
+        check_inputs(args.root, args.data_dir, args.tasks, checkpoint=args.checkpoint,
+                     nightly=args.nightly, lrs=args.lrs, batch_sizes=args.batch_sizes,
+                     epochs=args.epochs, limit=args.limit, workers=workers)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"roberta finetune-eval: {_error_text(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         with watch_files("finetuning jobs", count_files(Path(args.root) / "results" / "jobs",
                                                          "*/*.json"), total=None):
@@ -258,16 +274,21 @@ def _finetune_eval(args: argparse.Namespace) -> int:
                 lrs=args.lrs, batch_sizes=args.batch_sizes, epochs=args.epochs,
                 limit=args.limit, device=args.device,
                 runner="ray" if args.ray_address else args.runner,
-                workers=args.workers or 1, ray_address=args.ray_address)
+                workers=workers, ray_address=args.ray_address)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"roberta finetune-eval: {exc}", file=sys.stderr)
+        print(f"roberta finetune-eval: {_error_text(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if out["evaluated"] is None:
         print("nothing to evaluate: every checkpoint already has results")
         return EXIT_OK
     from evaluation.results import print_results
 
-    print_results(args.root)
+    print_results(args.root)   # full width when stdout is not a terminal
+    if out.get("synthetic_tasks"):
+        print(f"Tasks are generated stand-ins in SST-2/SQuAD format ({out['data_dir']}): the "
+              "scores show the harness learns; the paper's columns are for reference only.")
+    if out["rows"] and not out.get("appended"):
+        print("no rows appended: these results are already in the table (cached jobs)")
     if out["failed_jobs"]:
         print(f"{out['failed_jobs']} job(s) failed: see the error column; rerun to retry them")
         return EXIT_PARTIAL
@@ -309,15 +330,13 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from evaluation.results import paths, print_results
 
     if not Path(paths(args.root)["parquet"]).exists():
         print(f"roberta results: no results under {args.root}: run finetune-eval first",
               file=sys.stderr)
         return EXIT_BAD_INPUT
-    print_results(args.root, console=Console(width=None if sys.stdout.isatty() else 160))
+    print_results(args.root)   # full width when stdout is not a terminal
     return EXIT_OK
 
 

@@ -93,3 +93,21 @@ def test_empty_table_and_step_parsing(tmp_path):
     assert read_results(tmp_path).num_rows == 0
     assert checkpoint_step("/r/pretrain/run/checkpoints/step-12000") == 12000
     assert checkpoint_step("roberta-base") is None
+
+
+def test_a_rerun_on_cached_jobs_appends_no_repeated_rows(tmp_path):
+    jobs = [_job(1e-5, 16, s, 80 + s) for s in (1, 2, 3)]
+    failed = _job(1e-5, 16, 9, 0, task="rte", error="KeyError: 'x'")
+    first = append_results(tmp_path, aggregate(jobs + [failed]), model="tiny-run")
+    assert first.num_rows == 3
+    slower = [dict(j, time_s=9.0) for j in jobs]          # the same results, timed again
+    again = append_results(tmp_path, aggregate(slower + [failed]), model="tiny-run")
+    assert again.num_rows == 4                            # only the failed job's retry
+    assert [r["task"] for r in again.to_pylist()[3:]] == ["rte"]
+    assert again.slice(0, 3).to_pylist() == first.slice(0, 3).to_pylist()
+    assert (tmp_path / "results" / "results.md").read_text().count("\n| tiny-run") == 4
+
+    changed = append_results(tmp_path, aggregate([_job(1e-5, 16, 1, 95)]), model="tiny-run")
+    assert changed.num_rows == 6                          # a new result is history: appended
+    other = append_results(tmp_path, aggregate(jobs), model="tiny-run", step=200)
+    assert other.num_rows == 8                            # the same scores of another step too

@@ -37,6 +37,7 @@ def test_fan_out_results_cache_and_nightly(tmp_path):
     write_synthetic_sst2(data, n_train=300, n_dev=100, seed=0)
     (data / "MRPC").mkdir()
     (data / "MRPC" / "train.tsv").write_text("Quality\t#1 ID\n1\tno strings here\n")  # malformed
+    (data / "MRPC" / "dev.tsv").write_text("Quality\t#1 ID\n1\tno strings here\n")
 
     args = ["finetune-eval", "--root", str(root), "--data-dir", str(data), "--tasks",
             "sst2,mrpc", "--seeds", "1,2", "--lrs", "1e-3", "--batch-sizes", "8",
@@ -50,6 +51,7 @@ def test_fan_out_results_cache_and_nightly(tmp_path):
     assert sst2[0]["model"] == "demo"
     mrpc = [r for r in table if r["task"] == "mrpc"]
     assert mrpc and all(r["value"] is None and "train.tsv" in r["error"] for r in mrpc)
+    assert mrpc[0]["error"].splitlines()[0] in run.stdout  # not cut, though stdout is a pipe
     for ext in ("csv", "md", "png"):
         assert (root / "results" / f"results.{ext}").stat().st_size > 0
 
@@ -69,8 +71,10 @@ def test_fan_out_results_cache_and_nightly(tmp_path):
     again = roberta(*args)
     assert again.returncode == 3
     assert [p.stat().st_mtime_ns for p in jobs] == stamps  # finished jobs were not rerun
-    rows = pq.read_table(root / "results" / "results.parquet").num_rows
-    assert rows > len(table)  # appended, never overwritten
+    rerun = pq.read_table(root / "results" / "results.parquet").to_pylist()
+    assert rerun[:len(table)] == table  # appended, never overwritten
+    new = rerun[len(table):]            # the retried MRPC jobs, not SST-2's cached results again
+    assert new and all(r["task"] == "mrpc" and r["error"] for r in new)
 
     nightly = roberta("finetune-eval", "--root", str(root), "--data-dir", str(data),
                       "--tasks", "sst2", "--nightly")
@@ -119,8 +123,29 @@ def test_bad_data_fails_its_jobs_and_the_cache_follows_the_data(tmp_path):
     mrpc_job.write_text(mrpc_job.read_text()[:40])                      # truncated
     run = roberta("--verbose", *args)                                   # shows the warnings
     rows, _ = rows_by_task(run, seen)
+    latest, _ = rows_by_task(run)   # MRPC's rerun gives the stored result: no repeated row
     assert rows["stsb"]["value"] is not None and rows["squad2"]["error"]
-    assert rows["sst2"]["value"] is not None and rows["mrpc"]["value"] is not None
+    assert rows["sst2"]["value"] is not None and latest["mrpc"]["value"] is not None
     assert len(list((jobs / "sst2").glob("*.json"))) == len(stale_sst2) + 1  # rerun on new data
     assert json.loads(mrpc_job.read_text())["best"]                     # rerun and stored again
     assert f"ignoring unreadable cached job {mrpc_job}" in run.stdout + run.stderr
+
+
+def test_synthetic_data_dir_and_a_rerun_on_cached_jobs(tmp_path):
+    root = tmp_path / "run"
+    checkpoint = pretrain_style_checkpoint(root, "demo", 20)
+    args = ["finetune-eval", "--root", str(root), "--data-dir", "synthetic", "--seeds", "1",
+            "--lrs", "1e-3", "--batch-sizes", "8", "--epochs", "1", "--limit", "40"]
+    run = roberta(*args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = pq.read_table(root / "results" / "results.parquet").to_pylist()
+    assert sorted((r["task"], r["metric"]) for r in table) == [
+        ("squad1", "exact"), ("squad1", "f1"), ("sst2", "accuracy")]
+    assert all(r["checkpoint"] == str(checkpoint) and r["error"] is None for r in table)
+    assert (root / "eval-data" / "SST-2" / "train.tsv").exists()
+    assert "generated stand-ins" in run.stdout
+
+    again = roberta(*args)                      # `make demo` twice: every job is cached
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert pq.read_table(root / "results" / "results.parquet").to_pylist() == table
+    assert "no rows appended" in again.stdout
