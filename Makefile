@@ -4,14 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= runs/demo
+TORCH_INDEX ?=
 
 .PHONY: demo test bench sample server clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	# torch first, pinned to the CPU build: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "torch==2.13.0"
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build. Plain PyPI
+	# serves CUDA builds on Linux too: TORCH_INDEX=https://download.pytorch.org/whl/cpu picks
+	# the CPU one (unset: the configured index, e.g. a local wheel cache).
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "torch==2.13.0" \
+		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 

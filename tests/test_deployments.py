@@ -77,9 +77,11 @@ def test_deploy_all_and_run_build_corpus_sample(prefect_server, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
     api = env["PREFECT_API_URL"]
-    names = ("build-corpus/sample", "build-corpus/cc-news", "train-tokenizer/default",
-             "shard-corpus/default", "pretrain/base", "pretrain/tiny", "finetune-eval/nightly",
-             "pipeline/sample")
+    chains = {"runs/sample": ("build-corpus/sample", "train-tokenizer/sample",
+                              "shard-corpus/sample", "pretrain/tiny"),
+              "runs/default": ("build-corpus/cc-news", "train-tokenizer/default",
+                               "shard-corpus/default", "pretrain/base", "finetune-eval/nightly")}
+    names = (*chains["runs/sample"], *chains["runs/default"], "pipeline/sample")
     deployments = {}
     for name in names:
         with urllib.request.urlopen(f"{api}/deployments/name/{name}", timeout=10) as resp:
@@ -89,6 +91,8 @@ def test_deploy_all_and_run_build_corpus_sample(prefect_server, tmp_path):
     assert [s["schedule"]["cron"] for s in schedules] == ["0 2 * * *"]
     assert schedules[0]["schedule"]["timezone"] == "UTC"
     assert deployments["pretrain/base"]["parameters"]["config"] == "base"
+    for root, chain in chains.items():   # each stage reads what the one before wrote
+        assert {deployments[n]["parameters"]["root"] for n in chain} == {root}, chain
 
     root = tmp_path / "run"
     run = subprocess.run([PREFECT, "deployment", "run", "build-corpus/sample",
