@@ -16,6 +16,18 @@ DEFAULT_ROOT = "./runs/default"
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: 0 would otherwise slip through as 'use the preset'
+    wherever a caller writes `value or default`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=DEFAULT_ROOT, metavar="RUN_DIR",
                    help="run root holding every stage's artifacts (default: %(default)s)")
@@ -199,13 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="full-sentences",
                    choices=["full-sentences", "doc-sentences", "segment-pair", "sentence-pair"],
                    help="shard-corpus input format (default: %(default)s)")
-    p.add_argument("--block-size", type=int, default=512, help="tokens per block")
+    p.add_argument("--block-size", type=positive_int, default=512, help="tokens per block")
     p.add_argument("--config", default="base", choices=["tiny", "small", "base", "large"],
                    help="pretrain preset (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=None, help="pretrain updates (default: preset)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="SEQS",
+    p.add_argument("--steps", type=positive_int, default=None, help="pretrain updates (default: preset)")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="SEQS",
                    help="sequences per update (default: preset)")
-    p.add_argument("--train-workers", type=int, default=1, metavar="N",
+    p.add_argument("--train-workers", type=positive_int, default=1, metavar="N",
                    help="Ray Train workers (default: %(default)s)")
     p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     p.add_argument("--address", default=None, metavar="RAY_ADDRESS",

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+from flows.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, positive_int
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -31,15 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "RUN_DIR/pretrain/RUN (default: %(default)s)")
     parser.add_argument("--config", default="tiny", choices=ModelConfig.preset_names(),
                         help="model + optimizer preset (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=None, metavar="N",
+    parser.add_argument("--steps", type=positive_int, default=None, metavar="N",
                         help="optimizer updates, the LR schedule's length (default: preset)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="SEQS",
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="SEQS",
                         help="sequences per optimizer update, whatever the worker count "
                              "(default: preset; 8192 for base/large)")
-    parser.add_argument("--micro-batch-size", type=int, default=None, metavar="SEQS",
+    parser.add_argument("--micro-batch-size", type=positive_int, default=None, metavar="SEQS",
                         help="sequences per forward/backward on one worker (default: 16, or "
                              "fewer to fit a worker's share of the batch)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="Ray Train workers (default: %(default)s)")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
     parser.add_argument("--address", default=None, metavar="RAY_ADDRESS",

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT=${PREFECT_PORT:-4200}
 export PREFECT_API_URL="http://127.0.0.1:${PORT}/api"
+# The usual opt-out variable also stops the server's telemetry heartbeat (a separate setting).
+if [ "${DO_NOT_TRACK:-0}" = 1 ]; then export PREFECT_SERVER_ANALYTICS_ENABLED=false; fi
 server="" worker=""
 
 # Each child runs in its own session (setsid), so Ctrl-C reaches only this script, which

@@ -43,3 +43,19 @@ def test_pipeline_end_to_end_then_rerun_skips(tmp_path):
     assert ("already done, skipped: build-corpus, train-tokenizer, shard-corpus, pretrain"
             in again.stdout)
     assert time.time() - started < 120
+
+
+@pytest.mark.parametrize("argv", [["pipeline", "corpus/sample/", "--steps", "0"],
+                                  ["pipeline", "corpus/sample/", "--batch-size", "-8"],
+                                  ["pretrain", "--steps", "0"],
+                                  ["pretrain", "--micro-batch-size", "0"],
+                                  ["pretrain", "--workers", "two"]])
+def test_counts_must_be_positive(argv, capsys):
+    # 0 used to mean "the preset" (pretrain --steps 0 ran 1000 steps)
+    from flows.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be at least 1" in err or "not an integer: 'two'" in err
