@@ -360,7 +360,7 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
     params = {"mode": "trained", "requested_vocab_size": vocab_size,
               "sample_fraction": sample_fraction, "min_frequency": min_frequency, "seed": seed,
               "inputs": [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]}
-    from corpus.mixture import parse_mix
+    from corpus.mixture import parse_mix, warn_unseen_sources
 
     mix = parse_mix(mix)
     if mix:  # only then, so that tokenizers trained before mixtures existed stay valid
@@ -386,6 +386,7 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
     if stats["documents"] == 0:
         raise ValueError(f"empty corpus: no non-empty documents under {root}/corpus/documents "
                          f"(skipped: {stats})")
+    warn_unseen_sources(mix, stats.get("chars_by_source", {}), "train-tokenizer")
     tok = _append_mask(tok)
     _check_specials(tok, "trained tokenizer")
     if tok.get_vocab_size(with_added_tokens=True) < vocab_size:

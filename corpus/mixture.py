@@ -13,6 +13,7 @@ losses stay comparable across mixtures).
 from __future__ import annotations
 
 import math
+import warnings
 
 from corpus.bpe import unit_hash
 
@@ -47,3 +48,13 @@ def copies(doc_id: str, source: str | None, mix: dict[str, float] | None, seed: 
     whole = int(math.floor(w))
     frac = w - whole
     return whole + (1 if frac > 0 and unit_hash(str(doc_id), f"mix-{seed}") < frac else 0)
+
+
+def warn_unseen_sources(mix: dict[str, float] | None, seen, stage: str) -> None:
+    """A weight for a source no document carries is most likely a typo (`--mix wikipedia=2`
+    on a corpus whose documents say `wiki`): it would change nothing, silently."""
+    unseen = sorted(set(mix or {}) - set(seen))
+    if unseen:
+        warnings.warn(f"{stage}: --mix names {', '.join(map(repr, unseen))}, but no document "
+                      f"came from such a source (sources seen: {', '.join(sorted(seen)) or 'none'}); "
+                      "check the names against the corpus_name column", stacklevel=3)

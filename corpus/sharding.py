@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from corpus import bpe
-from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix
+from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
 from corpus.packing import FORMATS, PAIR_FORMATS, Blocks, make_packer, static_masks
 from corpus.sentences import sentence_cuts
 
@@ -131,6 +131,8 @@ def shard_part(job: dict) -> dict:
                     by_split["train"].append((text, source, n))
                 else:
                     skipped["mixture_not_sampled"] += 1
+                    # 0 documents, but the source was seen (a weight-0 source is not a typo)
+                    counts["train"]["documents_by_source"].setdefault(source, 0)
         for s in SPLITS:
             if not by_split[s]:
                 continue
@@ -380,6 +382,9 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     if sum(manifest["splits"][s]["blocks"] for s in SPLITS) == 0:
         raise ValueError(f"empty corpus: no document under {root}/corpus/documents produced "
                          f"a token (skipped: {manifest['skipped']})")
+    warn_unseen_sources(mix, {src for s in SPLITS
+                              for src in manifest["splits"][s].get("documents_by_source", {})},
+                        "shard-corpus")
     manifest["seconds"] = round(time.perf_counter() - t0, 3)
     bpe.write_json_atomic(fs, bpe.join(out_dir, MANIFEST), manifest)
     return manifest

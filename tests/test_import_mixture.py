@@ -64,3 +64,9 @@ def test_mixture_in_tokenizer_and_shards(two_source_root):
                            mix={"openwebtext": 0})
     assert set(dropped["tokens_by_source"]) == {"wikipedia"}
     assert dropped["skipped"]["mixture_not_sampled"] == 4
+
+    # a source no document has is most likely a typo: it changes nothing, so say so
+    with pytest.warns(UserWarning, match="train-tokenizer: --mix names 'wiki', but no document"):
+        train_tokenizer(root, vocab_size=400, min_frequency=2, mix={"wiki": 2})
+    with pytest.warns(UserWarning, match="shard-corpus: --mix names 'wiki', but no document"):
+        shard_corpus(root, block_size=64, valid_fraction=0.0, workers=1, mix={"wiki": 2})
