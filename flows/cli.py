@@ -442,6 +442,14 @@ def _print_corpus_summary(summary: dict) -> None:
     console.print(table)
     console.print(f"documents kept after dedup: [bold]{summary['documents']:,}[/] "
                   f"→ {summary['documents_dir']}")
+    errors = summary.get("errors", [])
+    if errors:  # counted above; say where and why, or a damaged input looks like a quiet one
+        console.print(f"[yellow]{len(errors):,} record(s) skipped as damaged or unextractable[/]"
+                      f"{' (the first 5)' if len(errors) > 5 else ''}; each input's manifest "
+                      "under corpus/manifests/ lists them all:")
+        for e in errors[:5]:
+            console.print(f"  {e['file']} at byte {e['offset']}: {e['message']}", markup=False,
+                          highlight=False)
     for failed in summary["failed_inputs"]:
         console.print(f"[red]not processed[/]: {failed['input']}: {failed['error']}")
     if summary["failed_inputs"]:

@@ -50,6 +50,7 @@ def test_sample_crawl_every_record_accounted(tmp_path, sample_warc):
     assert {r["lang"] for r in rows} == {"en"}
     assert len({r["content_hash"] for r in rows}) == len(rows)
     assert "documents kept after dedup" in run.stdout
+    assert f"{sample_warc.name} at byte {m['errors'][0]['offset']}" in run.stdout
 
 
 def test_killed_run_resumes_to_identical_corpus(tmp_path, small_crawl):
