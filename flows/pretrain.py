@@ -53,11 +53,9 @@ def run_training(config: dict, workers: int, gpu: bool, address: str | None, res
     cfg = PretrainConfig.from_dict(config)
     if not use_ray:
         from training.loop import train
-        from training.ray_launcher import RunExistsError, has_run
+        from training.ray_launcher import refuse_existing_run
 
-        if has_run(cfg.run_dir) and not resume:
-            raise RunExistsError(f"{cfg.run_dir} already holds a run: resume it or choose "
-                                 f"another run name")
+        refuse_existing_run(cfg.run_dir, resume)
         summary = train(cfg, resume_from="latest" if resume else None)
         summary["metrics"] = read_metrics(cfg.run_dir)
         return summary

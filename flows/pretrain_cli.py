@@ -98,7 +98,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     from flows.pretrain import pretrain, pretrain_config, summary_rows
     from flows.progress import watch_files
     from training.loop import METRICS_FILE, PretrainConfigError, read_metrics, resolve
-    from training.ray_launcher import RunExistsError
+    from training.ray_launcher import RunExistsError, refuse_existing_run
 
     console = Console()
     kwargs = dict(root=args.root, config=args.config, steps=args.steps,
@@ -115,7 +115,8 @@ def run_from_cli(args: argparse.Namespace) -> int:
                               run=args.run, model_overrides=dict(args.model_set),
                               optim_overrides=dict(args.optim_set))
         total = resolve(cfg, args.workers if args.use_ray else 1).steps
-    except (PretrainConfigError, FileNotFoundError, ValueError) as exc:
+        refuse_existing_run(cfg.run_dir, args.resume)   # before the progress bar shows
+    except (PretrainConfigError, FileNotFoundError, ValueError, RunExistsError) as exc:
         print(f"roberta pretrain: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     metrics_path = cfg.run_dir / METRICS_FILE

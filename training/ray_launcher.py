@@ -151,6 +151,13 @@ def has_run(rdir: Path) -> bool:
     return (rdir / _RAY_SNAPSHOT).exists() or bool(ckpt.list_checkpoints(rdir))
 
 
+def refuse_existing_run(rdir: Path, resume: bool) -> None:
+    """Never train a new run over an existing one's checkpoints and metrics."""
+    if has_run(rdir) and not resume:
+        raise RunExistsError(f"{rdir} already holds a run: resume it (--resume), or choose "
+                             f"another run name (--run)")
+
+
 def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
            address: str | None = None, resume: bool = False, max_failures: int = 2,
            cpus_per_worker: float = 1, stop_after: int | None = None,
@@ -173,9 +180,7 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
         cfg = cfg.replace(root=str(Path(cfg.root).resolve()))
     resolve(cfg, num_workers)             # fail here, before any worker starts
     rdir = run_dir(cfg.root, cfg.run)
-    if has_run(rdir) and not resume:
-        raise RunExistsError(f"{rdir} already holds a run: pass resume=True (--resume) to "
-                             f"continue it, or choose another run name")
+    refuse_existing_run(rdir, resume)
     if not resume and rdir.exists():
         # leftovers of a run that never reached a checkpoint: start clean
         for name in (WORKERS_FILE, "metrics.jsonl"):
@@ -234,4 +239,4 @@ def _count_restarts(rdir: Path, num_workers: int) -> int:
 
 
 __all__ = ["launch", "train_loop_per_worker", "RayCheckpointer", "RayMetrics",
-           "RunExistsError", "WORKERS_FILE", "has_run"]
+           "RunExistsError", "WORKERS_FILE", "has_run", "refuse_existing_run"]
