@@ -145,5 +145,26 @@ def make_tiny_checkpoint(out_dir: str | os.PathLike, preset: str = "tiny", vocab
         return export_hf(build_model(cfg, seed=seed), out_dir, tokenizer_dir=Path(tmp) / "tokenizer")
 
 
-__all__ = ["write_synthetic_sst2", "write_synthetic_squad", "write_synthetic_race",
+def write_standin_tasks(data_dir: str | os.PathLike,
+                        tasks: tuple[str, ...] = ("sst2", "squad1")) -> Path:
+    """Learnable stand-ins in the real task formats, for runs without task data (the demo's
+    sst2 and squad1; the ablations' also squad2 and race): their scores show that an encoder
+    can be finetuned, not how good it is. A task whose dev data exists is left as it is."""
+    d = Path(data_dir)
+    writers = {
+        "sst2": ("SST-2/dev.tsv", lambda: write_synthetic_sst2(d, n_train=300, n_dev=100, seed=0)),
+        "squad1": ("SQuAD/dev-v1.1.json",
+                   lambda: write_synthetic_squad(d, n_train=200, n_dev=50, seed=0, version=1)),
+        "squad2": ("SQuAD/dev-v2.0.json",
+                   lambda: write_synthetic_squad(d, n_train=200, n_dev=50, seed=1, version=2)),
+        "race": ("RACE/dev", lambda: write_synthetic_race(d, n_per_level=40, seed=0)),
+    }
+    for task in tasks:
+        marker, write = writers[task]
+        if not (d / marker).exists():
+            write()
+    return d
+
+
+__all__ = ["write_standin_tasks", "write_synthetic_sst2", "write_synthetic_squad", "write_synthetic_race",
            "synthetic_texts", "make_tiny_checkpoint", "FILLER", "POSITIVE", "NEGATIVE", "ANIMALS"]

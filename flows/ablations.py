@@ -29,11 +29,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.finetune_eval import SYNTHETIC_DATA
 from flows.runtime import make_task_runner
 
-SYNTHETIC_DATA = "synthetic"
 ARM_FILE = "arm.json"
-SYNTHETIC_TASKS = "sst2,squad2"
+SYNTHETIC_TASKS = "sst2,squad2"     # the ablations' default tasks on stand-in data
 REAL_TASKS = "mnli,sst2,squad1,squad2,race"
 
 
@@ -53,22 +53,6 @@ def _write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
-
-
-def write_synthetic_eval_data(data_dir: Path) -> Path:
-    """Learnable stand-ins in the real SST-2 / SQuAD 1.1 / 2.0 / RACE formats: their scores
-    show that each arm's encoder can be finetuned, not how good it is."""
-    from evaluation.synthetic import write_synthetic_race, write_synthetic_squad, write_synthetic_sst2
-
-    if not (data_dir / "SST-2" / "dev.tsv").exists():
-        write_synthetic_sst2(data_dir, n_train=300, n_dev=100, seed=0)
-    if not (data_dir / "SQuAD" / "dev-v1.1.json").exists():
-        write_synthetic_squad(data_dir, n_train=200, n_dev=50, seed=0, version=1)
-    if not (data_dir / "SQuAD" / "dev-v2.0.json").exists():
-        write_synthetic_squad(data_dir, n_train=200, n_dev=50, seed=1, version=2)
-    if not (data_dir / "RACE" / "dev").exists():
-        write_synthetic_race(data_dir, n_per_level=40, seed=0)
-    return data_dir
 
 
 @task(name="prepare-shards", task_run_name="shards-{data}")
@@ -256,6 +240,7 @@ def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str
     """
     from corpus import bpe
     from evaluation.ablations import arm_settings, arms_for, data_id, parse_tables, Scale
+    from evaluation.synthetic import write_standin_tasks
     from evaluation.tasks import parse_tasks
 
     logger = get_run_logger()
@@ -274,7 +259,8 @@ def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str
                        valid_sequences=valid_sequences, valid_fraction=valid_fraction, seed=seed)
     scale.check(arms)
     if data_dir == SYNTHETIC_DATA:
-        eval_data = write_synthetic_eval_data(base / "ablations" / "eval-data")
+        eval_data = write_standin_tasks(base / "ablations" / "eval-data",
+                                        ("sst2", "squad1", "squad2", "race"))
         tasks = tasks or SYNTHETIC_TASKS
     else:
         eval_data = Path(data_dir)
@@ -309,4 +295,4 @@ def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str
                      for a, r in by_arm.items()}}
 
 
-__all__ = ["ablations", "run_arm", "prepare_data", "write_tables", "write_synthetic_eval_data"]
+__all__ = ["ablations", "run_arm", "prepare_data", "write_tables"]

@@ -12,12 +12,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.build_corpus import build_corpus
-from flows.finetune_eval import finetune_eval
+from flows.finetune_eval import SYNTHETIC_DATA, SYNTHETIC_TASKS, finetune_eval, resolve_data_dir
 from flows.pretrain import pretrain
 from flows.shard_corpus import shard_corpus_flow
 from flows.train_tokenizer import train_tokenizer_flow
 
-SYNTHETIC_DATA = "synthetic"
 
 
 def stage_outputs(root: str | Path, run: str) -> dict[str, Path]:
@@ -39,17 +38,6 @@ def pretrain_state(root: str, run: str, steps: int) -> tuple[str, Path | None]:
     if checkpoints and checkpoints[-1][0] >= steps:
         return "done", checkpoints[-1][1]
     return ("resume" if run_dir.exists() else "new"), None
-
-
-def write_synthetic_tasks(data_dir: Path) -> None:
-    """Learnable stand-ins in the real GLUE and SQuAD formats, for runs without task data
-    (the demo): their scores show the harness works, not how good the model is."""
-    from evaluation.synthetic import write_synthetic_squad, write_synthetic_sst2
-
-    if not (data_dir / "SST-2" / "dev.tsv").exists():
-        write_synthetic_sst2(data_dir, n_train=300, n_dev=100, seed=0)
-    if not (data_dir / "SQuAD" / "dev-v1.1.json").exists():
-        write_synthetic_squad(data_dir, n_train=200, n_dev=50, seed=0, version=1)
 
 
 @flow(name="pipeline")
@@ -114,10 +102,9 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
     if skipped:
         logger.info("pipeline: already done, skipped: %s", ", ".join(skipped))
 
-    eval_data = Path(root) / "eval-data" if data_dir == SYNTHETIC_DATA else Path(data_dir)
+    eval_data = resolve_data_dir(root, data_dir)   # synthetic: the stand-in tasks, written once
     if data_dir == SYNTHETIC_DATA:
-        write_synthetic_tasks(eval_data)
-        tasks = tasks or "sst2,squad1"
+        tasks = tasks or SYNTHETIC_TASKS
     evaluation = finetune_eval(root=root, data_dir=str(eval_data), tasks=tasks or "glue",
                                checkpoint=str(checkpoint), seeds=seeds, lrs=lrs,
                                batch_sizes=batch_sizes, epochs=epochs)

@@ -71,7 +71,7 @@ def test_bad_arguments_are_exit_2_with_a_clean_message(tmp_path, checkpoint):
 
 def test_synthetic_data_dir_is_the_pipelines(tmp_path, checkpoint):
     from flows.finetune_eval import InputError, check_inputs
-    from flows.pipeline import write_synthetic_tasks
+    from evaluation.synthetic import write_standin_tasks
 
     root = tmp_path / "run"
     data, specs, model_dir = check_inputs(root, "synthetic", checkpoint=str(checkpoint))
@@ -80,7 +80,7 @@ def test_synthetic_data_dir_is_the_pipelines(tmp_path, checkpoint):
     for f in ("SST-2/train.tsv", "SST-2/dev.tsv", "SQuAD/train-v1.1.json", "SQuAD/dev-v1.1.json"):
         assert (data / f).stat().st_size > 0
     same = tmp_path / "pipeline-data"
-    write_synthetic_tasks(same)                               # what `roberta pipeline` writes
+    write_standin_tasks(same)                                 # what `roberta pipeline` writes
     assert (same / "SST-2" / "train.tsv").read_bytes() == (data / "SST-2" / "train.tsv").read_bytes()
 
     with pytest.raises(InputError, match="--data-dir synthetic generates only sst2,squad1"):
