@@ -80,7 +80,7 @@ def test_pipelined_and_read_every_step_loops_agree(shards_root):
     for fused in (True, False):
         got: list[dict] = []
         cfg = small_config(shards_root, f"fused-{fused}", steps=6, checkpoint_every=3,
-                           optim_overrides={"fused": fused})
+                           optim_overrides={"fused": fused}, pipeline=fused)
         train(cfg, on_metrics=collect(got))
         runs[fused] = (got, [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)])
     (a, ck_a), (b, ck_b) = runs[True], runs[False]
@@ -91,6 +91,16 @@ def test_pipelined_and_read_every_step_loops_agree(shards_root):
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-3)
 
 
+def test_step_times_belong_to_their_updates_on_cpu(shards_root):
+    # On a CPU launch() computes the update; pipelined, the update read at a checkpoint was
+    # credited ~0 s (millions of tokens/s) and its predecessor two updates' time.
+    got: list[dict] = []
+    train(small_config(shards_root, "cpu-times", steps=6, checkpoint_every=3, valid_every=0),
+          on_metrics=collect(got))
+    times = [m["step_time_s"] for m in got]
+    assert min(times[1:]) > 0.25 * float(np.median(times)), times
+
+
 def test_pipelined_loop_after_a_late_skip(shards_root):
     """A NaN update is only seen after the next one is launched: the pipelined loop skips and
     counts it like the read-every-step loop, and the LRs agree except for that one next
@@ -99,7 +109,8 @@ def test_pipelined_loop_after_a_late_skip(shards_root):
     for fused in (True, False):
         got: list[dict] = []
         cfg = small_config(shards_root, f"late-skip-{fused}", steps=5, checkpoint_every=0,
-                           valid_every=0, nonfinite_at=(1,), optim_overrides={"fused": fused})
+                           valid_every=0, nonfinite_at=(1,), optim_overrides={"fused": fused},
+                           pipeline=fused)
         out = train(cfg, on_metrics=collect(got))
         assert out["steps"] == 5 and out["skipped_total"] == 1
         runs[fused] = got

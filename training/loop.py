@@ -80,6 +80,8 @@ class PretrainConfig:
     max_consecutive_nonfinite: int = 5          # stop after this many skipped updates in a row
     compile: bool | str = "auto"                # off | default | cudagraphs | auto (cudagraphs
                                                 # on one GPU, default on several, off on CPU)
+    pipeline: bool | None = None                # launch update k+1 before reading k (None: on
+                                                # CUDA, with fused AdamW)
     device: str = "auto"                        # auto | cpu | cuda | cuda:N
     amp: str = "bf16"                           # bf16 | fp32 (autocast applies on CUDA only)
     peak_flops: float | None = None             # per device, for MFU (None: known GPUs only)
@@ -536,6 +538,11 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
         if good and ((cfg.checkpoint_every and m.step % cfg.checkpoint_every == 0) or done):
             last_ckpt = save_checkpoint(m.step, metrics)
 
+    # Launching k+1 before reading k pays only where launches are asynchronous (CUDA). On a
+    # CPU launch() computes the whole update, so it would gain nothing and credit each
+    # update's time to the one read before it (the update read at a checkpoint showed ~0 s).
+    pipelined = step_fn.pipelined and (dev.type == "cuda" if cfg.pipeline is None
+                                       else cfg.pipeline)
     metrics: dict = {}
     host_group = _host_group()
     t_last = time.perf_counter()
@@ -545,7 +552,7 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
         # host; at a boundary (checkpoint, validation, the end) k is read first.
         in_flight = None
         while True:
-            if in_flight is not None and (not step_fn.pipelined or boundary(step_fn.steps + 1)):
+            if in_flight is not None and (not pipelined or boundary(step_fn.steps + 1)):
                 finish(in_flight)
                 in_flight = None
             if in_flight is None and step_fn.steps >= target:
