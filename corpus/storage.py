@@ -5,9 +5,12 @@ object; a manifest written last marks the step as done.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -24,6 +27,26 @@ def resolve(root: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
 
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
+
+
+def is_uri(root: str | os.PathLike) -> bool:
+    return "://" in str(root)
+
+
+def under(root: str | os.PathLike, *parts: str) -> str:
+    """`root/parts...` for display and for APIs that take a root: a URI stays a URI (never
+    `Path("s3://b/r")`, which collapses to the local relative path `s3:/b/r`)."""
+    return join(str(root) if is_uri(root) else os.path.abspath(root), *parts)
+
+
+def downloads_dir(root: str | os.PathLike) -> Path:
+    """Where inputs are downloaded before processing: a local folder in any case (the WARC
+    reader needs a local file), `<root>/corpus/downloads` for a local root, else a folder of
+    the temp dir named after the root."""
+    if not is_uri(root):
+        return Path(root) / "corpus" / "downloads"
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "roberta-downloads" / key
 
 
 def exists(fs: pafs.FileSystem, path: str) -> bool:

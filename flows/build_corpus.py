@@ -5,12 +5,10 @@ skip-if-done, and the Prefect artifacts people read.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from corpus import storage
 from corpus.config import CorpusConfig
 from corpus.inputs import CC_BASE_URL, WarcSource, fetch, remove_download, resolve_inputs
 from flows.runtime import gather_manifests, make_task_runner
@@ -35,12 +33,13 @@ def process_input(location: str, root: str, options: dict, keep_downloads: bool,
 
     No Prefect-level retries: downloads retry with backoff inside `fetch`, and damaged
     records are counted by `process_warc`, so a failure here is final for this run."""
-    from corpus.pipeline import is_done, manifest_path, process_warc
+    from corpus.pipeline import is_done, output_paths, process_warc
 
     source = WarcSource(location)
     if is_done(root, source.input_id):  # rerun: finished inputs are not fetched again
-        return json.loads(Path(manifest_path(root, source.input_id)).read_text())
-    downloads = Path(root) / "corpus" / "downloads"
+        fs, _, manifest_file = output_paths(root, source.input_id)
+        return storage.read_json(fs, manifest_file)
+    downloads = storage.downloads_dir(root)
     local = fetch(source, downloads, retries=download_retries)
     manifest = process_warc(local, root, CorpusConfig.from_dict(options),
                             input_id=source.input_id, source_name=location)
@@ -122,7 +121,7 @@ def summarize(manifests: list[dict], failed: list[dict], report: dict, root: str
             "records": sum(m["records_read"] for m in manifests),
             "errors": [e for m in manifests for e in m.get("errors", [])],
             "outcomes": outcomes, "documents": counts["documents_kept"],
-            "documents_dir": str(Path(root) / "corpus" / "documents")}
+            "documents_dir": storage.under(root, "corpus", "documents")}
 
 
 def publish_artifacts(summary: dict, report: dict) -> None:

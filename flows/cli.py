@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from corpus.storage import is_uri, under
+
 DEFAULT_ROOT = "./runs/default"
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
@@ -26,6 +28,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def manifest_counter(root: str, total: int, input_ids: set[str] | None = None):
+    """(count_done, total) for `watch_files`: the manifests of finished inputs (those of
+    `input_ids`, default all) under a local root. A URI root (s3://...) gets a spinner:
+    polling an object store twice a second is not worth a progress count."""
+    if is_uri(root):
+        return (lambda: 0), None
+    manifests = Path(root) / "corpus" / "manifests"
+
+    def done() -> int:
+        if not manifests.exists():
+            return 0
+        return sum(1 for p in manifests.glob("*.json") if input_ids is None or p.stem in input_ids)
+    return done, total
 
 
 def _add_root(p: argparse.ArgumentParser) -> None:
@@ -373,7 +390,7 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
         mix=args.mix))
     if info:
         print(f"tokenizer: {info['vocab_size']:,} ids (<mask>={info['mask_id']}) → "
-              f"{Path(args.root) / 'tokenizer'}")
+              f"{under(args.root, 'tokenizer')}")
     return code
 
 
@@ -391,14 +408,14 @@ def _shard_corpus(args: argparse.Namespace) -> int:
         if manifest.get("tokens_by_source"):
             print("content tokens by source: " + ", ".join(
                 f"{k} {v:,}" for k, v in manifest["tokens_by_source"].items()))
-        print(f"shards → {Path(args.root) / 'shards'}")
+        print(f"shards → {under(args.root, 'shards')}")
     return code
 
 
 def _build_corpus(args: argparse.Namespace) -> int:
     from corpus.inputs import CC_BASE_URL, InputError, resolve_inputs
     from flows.build_corpus import BuildCorpusError, build_corpus, corpus_options
-    from flows.progress import count_files, watch_files
+    from flows.progress import watch_files
 
     base_url = args.cc_news_base_url or CC_BASE_URL
     try:
@@ -407,15 +424,13 @@ def _build_corpus(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"roberta build-corpus: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    root = Path(args.root)
     options = corpus_options(languages=args.languages.split(","),
                              lang_threshold=args.lang_threshold, min_words=args.min_words,
                              near_dup_threshold=args.near_dup_threshold,
                              num_perm=args.num_perm, extract_timeout_s=args.extract_timeout)
-    with watch_files("WARC files", count_files(root / "corpus" / "manifests", "*.json"),
-                     total=len(sources)):
+    with watch_files("WARC files", *manifest_counter(args.root, len(sources))):
         try:
-            summary = build_corpus(inputs=[s.location for s in sources], root=str(root),
+            summary = build_corpus(inputs=[s.location for s in sources], root=args.root,
                                runner="ray" if args.ray_address else args.runner,
                                workers=args.workers, ray_address=args.ray_address,
                                options=options, keep_downloads=args.keep_downloads,
@@ -441,14 +456,17 @@ def _print_corpus_summary(summary: dict) -> None:
     console = Console()
     console.print(table)
     console.print(f"documents kept after dedup: [bold]{summary['documents']:,}[/] "
-                  f"→ {summary['documents_dir']}")
+                  f"→ {summary['documents_dir']}", soft_wrap=True)   # paths stay whole
     errors = summary.get("errors", [])
     if errors:  # counted above; say where and why, or a damaged input looks like a quiet one
         console.print(f"[yellow]{len(errors):,} record(s) skipped as damaged or unextractable[/]"
                       f"{' (the first 5)' if len(errors) > 5 else ''}; each input's manifest "
                       "under corpus/manifests/ lists them all:")
         for e in errors[:5]:
-            console.print(f"  {e['file']} at byte {e['offset']}: {e['message']}", markup=False,
+            # readers quote the damaged bytes: keep the line printable and short
+            message = "".join(c if c.isprintable() and c.isascii() else "?"
+                              for c in e["message"])[:160]
+            console.print(f"  {e['file']} at byte {e['offset']}: {message}", markup=False,
                           highlight=False)
     for failed in summary["failed_inputs"]:
         console.print(f"[red]not processed[/]: {failed['input']}: {failed['error']}")

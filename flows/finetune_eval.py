@@ -157,7 +157,11 @@ def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike, tasks: st
     (or FileNotFoundError for the checkpoint) with a message saying what to do; generates
     the synthetic data for `data_dir="synthetic"`."""
     from evaluation.tasks import parse_tasks
+    from training.loop import uri_root_problem
 
+    problem = uri_root_problem(root, "finetune-eval")
+    if problem:
+        raise InputError(problem)
     tasks = tasks or default_tasks(data_dir)
     try:
         specs = parse_tasks(tasks)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 FORMATS = ("auto", "text", "text-blank-lines", "jsonl", "parquet", "owt", "wikipedia")
 
@@ -40,7 +39,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
     from corpus.import_inputs import resolve_import_inputs
     from corpus.inputs import InputError
     from flows.build_corpus import BuildCorpusError, corpus_options
-    from flows.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+    from flows.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, manifest_counter
     from flows.progress import watch_files
 
     try:
@@ -51,17 +50,13 @@ def run_from_cli(args: argparse.Namespace) -> int:
     options = corpus_options(languages=args.languages.split(","),
                              lang_threshold=args.lang_threshold, min_words=args.min_words,
                              near_dup_threshold=args.near_dup_threshold)
-    root = Path(args.root)
-    ids = {s.input_id for s in sources}
-    manifests = root / "corpus" / "manifests"
-    done = lambda: sum(1 for p in manifests.glob("*.json") if p.stem in ids) \
-        if manifests.exists() else 0  # noqa: E731
     from flows.import_corpus import import_corpus
 
-    with watch_files(f"{args.name} files", done, total=len(sources)):
+    with watch_files(f"{args.name} files", *manifest_counter(
+            args.root, len(sources), {s.input_id for s in sources})):
         try:
             summary = import_corpus(
-                inputs=[s.location for s in sources], name=args.name, root=str(root),
+                inputs=[s.location for s in sources], name=args.name, root=args.root,
                 format=args.format, text_column=args.text_column, id_column=args.id_column,
                 url_column=args.url_column, title_column=args.title_column,
                 runner="ray" if args.ray_address else args.runner, workers=args.workers,

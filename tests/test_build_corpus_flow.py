@@ -120,3 +120,16 @@ def test_missing_input_is_a_clear_error(tmp_path):
     run = roberta("build-corpus", "--root", str(tmp_path), "/no/such/crawl.warc.gz")
     assert run.returncode == 2
     assert "does not exist: /no/such/crawl.warc.gz" in run.stderr
+
+
+def test_uri_root_is_written_at_the_uri(tmp_path, sample_warc):
+    # Path("file:///x") is the local relative path "file:/x": the output used to land in a
+    # folder named "file:" under the working directory.
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    root = tmp_path / "by-uri"
+    run = roberta("build-corpus", "--root", f"file://{root}", str(sample_warc), "--runner",
+                  "threads", cwd=cwd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(corpus_rows(root)) > 50 and list(cwd.iterdir()) == []
+    assert f"file://{root}/corpus/documents" in run.stdout

@@ -210,6 +210,16 @@ def test_config_errors_name_the_problem(shards_root):
         assert (r.micro_batch_size, r.accumulation) == (micro, batch // world // micro)
 
 
+def test_uri_roots_are_refused_where_outputs_are_local_files():
+    # checkpoints and Ray Train state are local files: s3://b/r would become a folder "s3:"
+    from flows.finetune_eval import InputError, check_inputs
+
+    with pytest.raises(PretrainConfigError, match="pretrain needs a filesystem path"):
+        resolve(PretrainConfig(root="s3://bucket/run"))
+    with pytest.raises(InputError, match="finetune-eval needs a filesystem path"):
+        check_inputs("s3://bucket/run", "synthetic")
+
+
 def test_a_tokenizer_trained_again_after_sharding_is_refused(shards_root, tmp_path):
     # The checkpoints ship <root>/tokenizer; if it no longer matches the shards' ids, every
     # checkpoint of the run would be unusable.

@@ -134,6 +134,17 @@ class Resolved:
     nsp: bool
 
 
+def uri_root_problem(root: str, stage: str) -> str | None:
+    """Why `root` cannot hold `stage`'s outputs, or None. Checkpoints, Ray Train state and
+    job results are local files; with `s3://b/r` they would land in a local folder `s3:`
+    and be lost with the machine."""
+    if "://" not in str(root):
+        return None
+    return (f"--root {root}: {stage} needs a filesystem path (local, or shared and mounted on "
+            "every worker, e.g. /mnt/fsx/run); URIs work for build-corpus, import-corpus, "
+            "train-tokenizer and shard-corpus")
+
+
 def _tokenizer_mismatch(root: str, manifest: dict) -> str | None:
     """Why `<root>/tokenizer/` is not the tokenizer the shards were encoded with, or None.
     Checkpoints ship that directory as the model's tokenizer, so a tokenizer trained again
@@ -156,6 +167,9 @@ def _tokenizer_mismatch(root: str, manifest: dict) -> str | None:
 def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = None) -> Resolved:
     """Presets + overrides + what the shards dictate; raises PretrainConfigError naming the
     field when something does not fit."""
+    problem = uri_root_problem(cfg.root, "pretrain")
+    if problem:
+        raise PretrainConfigError(problem)
     if manifest is None:
         _, _, manifest = load_manifest(cfg.root)
     mismatch = _tokenizer_mismatch(cfg.root, manifest)
@@ -577,4 +591,5 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
 
 
 __all__ = ["PretrainConfig", "PretrainConfigError", "Resolved", "resolve", "train", "validate",
+           "uri_root_problem",
            "validation_batches", "read_metrics", "run_dir", "pick_device", "METRICS_FILE"]
