@@ -14,12 +14,18 @@ Every record read ends in exactly one outcome: the readers' (bad_record, missing
 empty_text, wiki_redirect, wiki_non_article), then those of corpus.outcomes from
 too-few-words on. The manifest's `counts` sum to `records_read`; damage is listed in
 `errors` with the file and line / member / page (at most MAX_ERRORS entries, the rest
-counted in `errors_not_listed`). Shard first, manifest last, both atomic; an input whose
-manifest exists is skipped.
+counted in `errors_not_listed`). Shard first, manifest last, both atomic. An input is
+skipped only when its manifest holds the same `fingerprint`: the input's size (and
+modification time, for files that have one) and every parameter that changes the documents
+(source name, format, columns, config); otherwise it is imported again, replacing its shard
+and manifest (same input id, so documents are never duplicated). A stream that ends in
+damage (a truncated compressed file) marks the manifest `damaged`.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import re
 import time
@@ -62,6 +68,61 @@ def import_input_id(name: str) -> str:
     return f"{safe}-{hashlib.blake2b(str(name).encode(), digest_size=4).hexdigest()}"
 
 
+def input_stat(location: str | os.PathLike) -> dict:
+    """What identifies the input's content without reading it: size, plus the modification
+    time (local files, filesystem URIs) or Last-Modified / ETag (http). Values that cannot
+    be had are None (an unreachable server then compares equal to itself)."""
+    loc = str(location)
+    if loc.startswith(("http://", "https://")):
+        import urllib.request
+
+        from corpus.inputs import USER_AGENT
+
+        try:
+            req = urllib.request.Request(loc, method="HEAD", headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                size = resp.headers.get("Content-Length")
+                return {"size": int(size) if size is not None else None,
+                        "last_modified": resp.headers.get("Last-Modified"),
+                        "etag": resp.headers.get("ETag")}
+        except Exception:  # noqa: BLE001 - no HEAD support / unreachable: unknown
+            return {"size": None, "last_modified": None, "etag": None}
+    if "://" in loc and not loc.startswith("file://"):
+        import pyarrow.fs as pafs
+
+        try:
+            fs, path = pafs.FileSystem.from_uri(loc)
+            info = fs.get_file_info(path)
+            return {"size": info.size, "mtime_ns": info.mtime_ns}
+        except Exception:  # noqa: BLE001
+            return {"size": None, "mtime_ns": None}
+    try:
+        st = os.stat(loc.removeprefix("file://"))
+    except OSError:
+        return {"size": None, "mtime_ns": None}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def import_fingerprint(stat: dict, name: str, fmt: str, columns: Columns,
+                       config: CorpusConfig) -> dict:
+    """Everything an input's shard depends on, JSON-normalised for comparison with the
+    fingerprint stored in its manifest."""
+    cfg = config.to_dict() | {"corpus_name": name}
+    fp = {"input": stat, "corpus_name": name, "format": fmt,
+          "columns": dataclasses.asdict(columns), "config": cfg}
+    return json.loads(json.dumps(fp, sort_keys=True, default=str))
+
+
+def finished_import(out_root, input_id: str, fingerprint: dict) -> dict | None:
+    """The stored manifest (marked `skipped`) when the input was imported with this
+    fingerprint and its shard exists; None when it must be (re)imported."""
+    fs, shard, manifest_file = output_paths(out_root, input_id)
+    done = finished_manifest(fs, shard, manifest_file)
+    if done and done.get("fingerprint") == fingerprint:
+        return done
+    return None
+
+
 def document_outcome(text: str, cfg: CorpusConfig) -> tuple[str, str, float]:
     """(outcome, lang, lang score) of one plain-text document: the language and quality
     steps of build-corpus, in the same order (word count before LID, which is a coin toss
@@ -82,19 +143,26 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
                    config: CorpusConfig | None = None, *, fmt: str = "auto",
                    columns: Columns = Columns(), input_name: str | None = None,
                    input_id: str | None = None, progress: ProgressFn | None = None,
-                   force: bool = False) -> dict:
+                   force: bool = False, fingerprint: dict | None = None) -> dict:
     """Import one local file as corpus `name` into `<root>/corpus/shards/<input-id>.parquet`
     and its manifest; return the manifest (`"skipped": True` when it was done already).
 
     `input_name` is the input's identity (URL or original path; default: the path): it
-    picks the reader under `fmt="auto"`, and names the input in `source` and errors."""
+    picks the reader under `fmt="auto"`, and names the input in `source` and errors.
+    `fingerprint` (default: from the local file's stat and the parameters) decides whether
+    an earlier import is still valid (see `import_fingerprint`)."""
     cfg = config or CorpusConfig()
     cfg = CorpusConfig.from_dict(cfg.to_dict() | {"corpus_name": name})
     where_from = str(input_name or path)
     iid = input_id or import_input_id(where_from)
     fs, shard, manifest_file = output_paths(out_root, iid)
-    if not force and (done := finished_manifest(fs, shard, manifest_file)):
+    if fingerprint is None:
+        fingerprint = import_fingerprint(input_stat(path), name, fmt, columns, cfg)
+    if not force and (done := finished_import(out_root, iid, fingerprint)):
         return done
+    if storage.exists(fs, manifest_file):
+        # Outdated (other input content or parameters): not done while it is replaced.
+        fs.delete_file(manifest_file)
 
     started = time.perf_counter()
     counts: Counter[str] = Counter()
@@ -105,6 +173,7 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
     rows: list[dict] = []
     records = n_docs = 0
     text_bytes = 0
+    damaged = False
 
     fs.create_dir(shard.rpartition("/")[0], recursive=True)
     _remove_stale_temps(fs, shard)
@@ -128,6 +197,7 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
                         "input_id": iid, "corpus_name": name,
                         "minhash": hasher.signature(rec.text),
                     }
+            damaged = damaged or rec.ends_input  # e.g. a truncated compressed file
             if rec.error:
                 if len(errors) < MAX_ERRORS:
                     errors.append({"file": where_from, "where": rec.where, "message": rec.error})
@@ -161,6 +231,8 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
         "counts": {k: counts.get(k, 0) for k in IMPORT_OUTCOMES} | dict(counts),
         "errors": errors,
         "errors_not_listed": errors_not_listed,
+        "damaged": damaged,
+        "fingerprint": fingerprint,
         "text_chars": text_bytes,
         "config": cfg.to_dict(),
         "seconds": round(time.perf_counter() - started, 3),

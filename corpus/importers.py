@@ -14,7 +14,8 @@ A reader yields `Record`s in file order; each is one record read. A record that 
 decided (a line that is not JSON, a broken archive member, a redirect) carries its
 `outcome` and, for damage, an `error` naming the place in the file; the caller counts it.
 Damage that ends a stream (invalid XML, a truncated compressed stream) is one record too,
-after the records read before it. Text is never None on an undecided record.
+after the records read before it, marked `ends_input`. Error messages do not repeat the
+record's place (`where`): that is reported beside them. Text is never None on an undecided record.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class Record:
     title: str = ""
     outcome: str | None = None
     error: str | None = None
+    ends_input: bool = False   # damage that ends the stream: the rest of the input is lost
 
 
 def detect_format(name: str) -> str:
@@ -69,6 +71,8 @@ def detect_format(name: str) -> str:
         return "wikipedia"
     if n_inner.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
+    if n_inner.endswith(".txt"):
+        return "text"  # plain.txt.xz is compressed text, not an archive
     if n.endswith(".parquet"):
         return "parquet"
     if n.endswith(ARCHIVE_SUFFIXES):
@@ -115,7 +119,7 @@ def read_text(path, name: str, blank_lines: bool = False) -> Iterator[Record]:
                 line = _decode(raw)
                 if line is None:
                     yield Record(None, f"line {n}", offset, outcome=BAD_RECORD,
-                                 error=f"line {n}: not UTF-8")
+                                 error="not UTF-8")
                     offset += 1
                     continue
                 if line.strip():
@@ -129,7 +133,8 @@ def read_text(path, name: str, blank_lines: bool = False) -> Iterator[Record]:
             if block:
                 yield Record("".join(block).strip(), f"line {start}", offset)
     except (OSError, EOFError, lzma.LZMAError) as exc:  # a truncated/corrupt compressed file
-        yield Record(None, "stream", -1, outcome=BAD_RECORD, error=f"unreadable stream: {exc}")
+        yield Record(None, "stream", -1, outcome=BAD_RECORD, error=f"unreadable stream: {exc}",
+                     ends_input=True)
 
 
 # ---------------------------------------------------------------- JSONL and Parquet
@@ -153,8 +158,8 @@ def _row_record(row: dict, cols: Columns, where: str, offset: int) -> Record:
                  title=title if isinstance(title, str) else "")
     if not isinstance(text, str):
         rec.outcome = MISSING_TEXT
-        rec.error = (f"{where}: no {cols.text!r} field" if cols.text not in row
-                     else f"{where}: {cols.text!r} is {type(text).__name__}, not a string")
+        rec.error = (f"no {cols.text!r} field" if cols.text not in row
+                     else f"{cols.text!r} is {type(text).__name__}, not a string")
     return rec
 
 
@@ -169,16 +174,17 @@ def read_jsonl(path, name: str, cols: Columns = Columns()) -> Iterator[Record]:
                     row = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     yield Record(None, f"line {n}", offset, outcome=BAD_RECORD,
-                                 error=f"line {n}: not JSON: {exc}")
+                                 error=f"not JSON: {exc}")
                 else:
                     if isinstance(row, dict):
                         yield _row_record(row, cols, f"line {n}", offset)
                     else:
                         yield Record(None, f"line {n}", offset, outcome=BAD_RECORD,
-                                     error=f"line {n}: a JSON {type(row).__name__}, not an object")
+                                     error=f"a JSON {type(row).__name__}, not an object")
                 offset += 1
     except (OSError, EOFError, lzma.LZMAError) as exc:
-        yield Record(None, "stream", -1, outcome=BAD_RECORD, error=f"unreadable stream: {exc}")
+        yield Record(None, "stream", -1, outcome=BAD_RECORD, error=f"unreadable stream: {exc}",
+                     ends_input=True)
 
 
 def read_parquet(path, name: str, cols: Columns = Columns(), batch_size: int = 1024
@@ -188,7 +194,8 @@ def read_parquet(path, name: str, cols: Columns = Columns(), batch_size: int = 1
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
-        yield Record(None, "file", -1, outcome=BAD_RECORD, error=f"not a Parquet file: {exc}")
+        yield Record(None, "file", -1, outcome=BAD_RECORD, error=f"not a Parquet file: {exc}",
+                     ends_input=True)
         return
     names = pf.schema_arrow.names
     if cols.text not in names:
@@ -208,7 +215,7 @@ def read_parquet(path, name: str, cols: Columns = Columns(), batch_size: int = 1
 # ---------------------------------------------------------------- OpenWebText-style archives
 
 def _is_archive(member: str) -> bool:
-    return member.lower().endswith(ARCHIVE_SUFFIXES)
+    return detect_format(member) == "owt"
 
 
 def read_archive(path, name: str, max_depth: int = 3) -> Iterator[Record]:
@@ -219,15 +226,17 @@ def read_archive(path, name: str, max_depth: int = 3) -> Iterator[Record]:
 
 
 def _read_tar(fileobj, prefix: str, counter: list[int], depth: int) -> Iterator[Record]:
-    def bad(where: str, msg: str) -> Record:
-        rec = Record(None, where, counter[0], outcome=BAD_RECORD, error=f"{where}: {msg}")
+    def bad(where: str, msg: str, ends_input: bool = False) -> Record:
+        rec = Record(None, where, counter[0], outcome=BAD_RECORD, error=msg,
+                     ends_input=ends_input)
         counter[0] += 1
         return rec
 
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r|*")
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as exc:
-        yield bad(f"member {prefix.rstrip('/') or '(archive)'}", f"not a readable tar archive: {exc}")
+        yield bad(f"member {prefix.rstrip('/') or '(archive)'}", f"not a readable tar archive: {exc}",
+                  ends_input=not prefix)
         return
     members = iter(tar)
     while True:
@@ -236,7 +245,8 @@ def _read_tar(fileobj, prefix: str, counter: list[int], depth: int) -> Iterator[
         except StopIteration:
             break
         except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
-            yield bad(f"member {prefix}(after the last good one)", f"archive damaged: {exc}")
+            yield bad(f"member {prefix}(after the last good one)", f"archive damaged: {exc}",
+                      ends_input=True)
             break
         if not member.isfile():
             continue
@@ -244,7 +254,7 @@ def _read_tar(fileobj, prefix: str, counter: list[int], depth: int) -> Iterator[
         try:
             data = tar.extractfile(member).read()
         except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
-            yield bad(where, f"truncated or damaged: {exc}")
+            yield bad(where, f"truncated or damaged: {exc}", ends_input=True)
             break  # a stream cannot resynchronise after a damaged member
         if _is_archive(member.name) and depth > 0:
             yield from _read_tar(io.BytesIO(data), f"{prefix}{member.name}/", counter, depth - 1)
@@ -288,10 +298,10 @@ def read_wikipedia(path, name: str, namespaces: tuple[int, ...] = (0,)) -> Itera
     except ET.ParseError as exc:
         line, col = exc.position
         yield Record(None, f"line {line}", offset, outcome=BAD_RECORD,
-                     error=f"invalid XML at line {line}, column {col}: {exc}")
+                     error=f"invalid XML at line {line}, column {col}: {exc}", ends_input=True)
     except (OSError, EOFError, lzma.LZMAError) as exc:
         yield Record(None, "stream", offset, outcome=BAD_RECORD,
-                     error=f"unreadable stream after {offset} pages: {exc}")
+                     error=f"unreadable stream after {offset} pages: {exc}", ends_input=True)
     finally:
         stream.close()
 
@@ -323,7 +333,7 @@ def _page_record(page, offset: int, base_url: str, namespaces) -> Record:
     elif redirect or (text or "").lstrip()[:9].upper() == "#REDIRECT":
         rec.outcome = WIKI_REDIRECT
     elif text is None:
-        rec.outcome, rec.error = MISSING_TEXT, f"page {offset} ({title!r}): no revision text"
+        rec.outcome, rec.error = MISSING_TEXT, f"{title!r}: no revision text"
     else:
         rec.text = wiki_to_text(text)
     return rec

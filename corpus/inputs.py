@@ -266,6 +266,7 @@ def fetch(source: WarcSource, dest_dir: Path, retries: int = 4, backoff_s: float
     final = dest_dir / f"{source.input_id}{ext}"
     if final.exists():
         return final
+    remove_stale_parts(final)
     tmp = final.with_name(final.name + f".part-{os.getpid()}")
     last: Exception | None = None
     for attempt in range(retries + 1):
@@ -284,6 +285,32 @@ def fetch(source: WarcSource, dest_dir: Path, retries: int = 4, backoff_s: float
                 break
             _backoff(attempt, backoff_s)
     raise DownloadError(f"giving up on {source.location} after {retries + 1} tries: {last}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_parts(final: Path) -> list[Path]:
+    """Delete `<final>.part-<pid>` files left by fetches that were killed (their process is
+    gone); a part file of a live process (a concurrent fetch of the same target on this
+    machine) is left alone. Returns the removed paths."""
+    removed = []
+    for part in final.parent.glob(glob.escape(final.name) + ".part-*"):
+        pid = part.name.rsplit(".part-", 1)[1]
+        if pid.isdigit() and _pid_alive(int(pid)):  # ours is overwritten anyway
+            continue
+        part.unlink(missing_ok=True)
+        removed.append(part)
+    return removed
 
 
 def _stream_to(uri: str, tmp: Path, timeout_s: float,
@@ -324,4 +351,5 @@ def remove_download(path: Path, dest_dir: Path) -> None:
 
 
 __all__ = ["CC_BASE_URL", "DownloadError", "InputError", "WarcSource", "cc_news_urls",
-           "fetch", "month_range", "remove_download", "resolve_inputs", "verify_gzip"]
+           "fetch", "month_range", "remove_download", "remove_stale_parts", "resolve_inputs",
+           "verify_gzip"]

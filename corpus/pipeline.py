@@ -76,13 +76,6 @@ def _manifest(base: str, input_id: str) -> str:
     return storage.join(base, "corpus", "manifests", f"{input_id}.json")
 
 
-def manifest_path(root: str | os.PathLike, input_id: str) -> Path | str:
-    """Where the manifest of `input_id` lives: a Path for a local root, a URI otherwise."""
-    if "://" in str(root):
-        return f"{str(root).rstrip('/')}/corpus/manifests/{input_id}.json"
-    return Path(root) / "corpus" / "manifests" / f"{input_id}.json"
-
-
 def is_done(root: str | os.PathLike, input_id: str) -> bool:
     """True when the input's shard and manifest both exist (any filesystem)."""
     fs, base = storage.resolve(root)

@@ -6,10 +6,10 @@ Thin like build-corpus: the readers and the per-file step live in `corpus/`.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
+
+from corpus import storage
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from corpus.config import CorpusConfig
@@ -20,21 +20,25 @@ from flows.runtime import gather_manifests, make_task_runner
 @task(name="import-file")
 def import_input(location: str, root: str, name: str, fmt: str, columns: dict, options: dict,
                  keep_downloads: bool, download_retries: int) -> dict:
-    """One input file → `corpus/shards/<input-id>.parquet` + manifest. Skips finished inputs."""
+    """One input file → `corpus/shards/<input-id>.parquet` + manifest. Skips inputs
+    finished with the same content (size, mtime) and parameters; reimports the others,
+    replacing their output."""
     from corpus.import_inputs import ImportSource, fetch_import
-    from corpus.import_pipeline import process_import
+    from corpus.import_pipeline import (finished_import, import_fingerprint, input_stat,
+                                        process_import)
     from corpus.importers import Columns
     from corpus.inputs import remove_download
-    from corpus.pipeline import is_done, manifest_path
 
     source = ImportSource(location)
-    if is_done(root, source.input_id):
-        return json.loads(Path(manifest_path(root, source.input_id)).read_text())
-    downloads = Path(root) / "corpus" / "downloads"
+    cfg, cols = CorpusConfig.from_dict(options), Columns(**columns)
+    fingerprint = import_fingerprint(input_stat(location), name, fmt, cols, cfg)
+    if done := finished_import(root, source.input_id, fingerprint):
+        return done
+    downloads = storage.downloads_dir(root)
     local = fetch_import(source, downloads, retries=download_retries)
-    manifest = process_import(local, root, name, CorpusConfig.from_dict(options), fmt=fmt,
-                              columns=Columns(**columns), input_name=location,
-                              input_id=source.input_id)
+    manifest = process_import(local, root, name, cfg, fmt=fmt, columns=cols,
+                              input_name=location, input_id=source.input_id,
+                              fingerprint=fingerprint)
     if not keep_downloads:
         remove_download(local, downloads)
     return manifest
@@ -112,11 +116,12 @@ def summarize_import(manifests: list[dict], failed: list[dict], report: dict, ro
         for outcome, n in m["counts"].items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
     return {"name": name, "inputs": len(manifests), "failed_inputs": failed,
+            "damaged_inputs": [m["input"] for m in manifests if m.get("damaged")],
             "records": sum(m["records_read"] for m in manifests),
             "errors": [e for m in manifests for e in m.get("errors", [])],
             "outcomes": outcomes, "dedup": report["counts"],
             "documents": report["counts"]["documents_kept"],
-            "documents_dir": str(Path(root) / "corpus" / "documents")}
+            "documents_dir": storage.under(root, "corpus", "documents")}
 
 
 def documents_by_source(root: str) -> dict[str, int]:
@@ -141,6 +146,9 @@ def _publish(summary: dict) -> None:
                           f"{summary['inputs']} files; corpus now {summary['documents']:,} documents")
     lines = ["# Corpus by source (after dedup)", "", "| source | documents |", "|---|---|"]
     lines += [f"| {k} | {v:,} |" for k, v in sorted(summary["documents_by_source"].items())]
+    if summary["damaged_inputs"]:
+        lines += ["", "# Damaged inputs (read only up to the damage)", ""]
+        lines += [f"- {i}" for i in summary["damaged_inputs"]]
     if summary["errors"]:
         lines += ["", "# Damaged records", "", "| file | where | error |", "|---|---|---|"]
         lines += [f"| {e.get('file')} | {e.get('where', e.get('offset'))} | {e.get('message')} |"

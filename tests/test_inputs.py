@@ -87,3 +87,27 @@ def test_truncated_and_missing_downloads_fail_cleanly(tmp_path):
             cc_news_urls("2020-01", base_url=srv.url, retries=0)
     # nothing half-written is left visible
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_part_files_of_killed_fetches_are_removed(tmp_path):
+    """A fetch killed mid-download (kill -9) leaves `<target>.part-<pid>`; the next fetch of
+    that target removes it once its writer process is gone, and leaves a live one's alone."""
+    import subprocess
+    import sys
+
+    warc = gz_members(b"WARC/1.0\r\n\r\nbody")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with LoopbackServer() as srv:
+        srv.routes["/x/CC-NEWS-A.warc.gz"] = Route(warc)
+        source = WarcSource(srv.url + "/x/CC-NEWS-A.warc.gz")
+        stale = tmp_path / f"{source.input_id}.warc.gz.part-{dead.pid}"
+        stale.write_bytes(b"half a download")
+        live = tmp_path / f"{source.input_id}.warc.gz.part-1"  # pid 1 is always alive
+        live.write_bytes(b"someone else's download")
+        other = tmp_path / "other-target.warc.gz.part-999999999"
+        other.write_bytes(b"not this target")
+        path = fetch(source, tmp_path, retries=0)
+        assert path.read_bytes() == warc
+    assert not stale.exists()
+    assert live.exists() and other.exists()
