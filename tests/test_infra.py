@@ -67,6 +67,22 @@ def test_kuberay_manifests():
                 for g in spec["workerGroupSpecs"]]
         assert all(gpus)
     assert job["spec"]["entrypoint"].startswith("roberta pretrain")
+    # pretrain's root is a filesystem path (checkpoints are local files) mounted on the head
+    # and every worker, so it outlives the cluster and all ranks see one run directory
+    root = job["spec"]["entrypoint"].split("--root ")[1].split()[0]
+    assert "://" not in root
+    for spec in (cluster["spec"], job["spec"]["rayClusterSpec"]):
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            mounts = group["template"]["spec"]["containers"][0].get("volumeMounts", [])
+            assert any(root.startswith(m["mountPath"] + "/") for m in mounts), group
+
+
+def test_pretrain_commands_use_filesystem_roots():
+    for path in sorted(INFRA.rglob("*.yaml")):
+        text = path.read_text()
+        for argv in roberta_commands(text, list(yaml.safe_load_all(text))):
+            if argv[0] == "pretrain":
+                assert "://" not in argv[argv.index("--root") + 1], (path.name, argv)
 
 
 def test_dockerfile_copies_paths_that_exist():
