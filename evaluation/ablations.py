@@ -135,6 +135,9 @@ def parse_tables(spec: str | list[str] | None) -> list[str]:
             raise ValueError(f"unknown ablation table {t!r}: choose from {', '.join(TABLE_IDS)}")
         if t not in out:
             out.append(t)
+    if not out:
+        raise ValueError(f"--tables {spec if isinstance(spec, str) else ','.join(items)!r} "
+                         f"names no table: choose from {', '.join(TABLE_IDS)}")
     return out
 
 
@@ -191,6 +194,11 @@ class Scale:
                 raise ValueError(f"steps {self.steps} is not divisible by {arm.batch_mult} "
                                  f"(arm {arm.name}: S/{arm.batch_mult} updates); use a multiple "
                                  "of 32 for Table 3")
+        static = [a.name for a in arms if a.masking == "static"]
+        if static and self.static_masks < 1:
+            raise ValueError(f"arm {static[0]} (Table 1's static masking) needs K >= 1 stored "
+                             f"masks, got static_masks={self.static_masks}: pass "
+                             "--static-masks K (the paper: 10), or leave table 1 out of --tables")
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of "
                              f"micro_batch_size {self.micro_batch_size}")
@@ -221,6 +229,24 @@ def arm_settings(arm: Arm, scale: Scale) -> dict:
             "valid_fraction": scale.valid_fraction}
 
 
+def data_identity(manifest: dict) -> dict:
+    """What an arm's shard set was built from, as its shards manifest records it: the
+    tokenizer's hash and the shard parameters (format, block size, masks, seed, and the corpus
+    inputs with their sizes). Part of an arm's skip key and pretrain run name, so a retrained
+    tokenizer or a changed corpus reruns the arm instead of reusing its old results."""
+    params = manifest.get("params") or {}
+    return {"tokenizer_sha256": manifest.get("tokenizer_sha256"),
+            "vocab_size": manifest.get("vocab_size"),
+            "params": hashlib.sha256(json.dumps(params, sort_keys=True, default=str)
+                                     .encode()).hexdigest()}
+
+
+def arm_key(settings: dict, finetune: dict, manifest: dict) -> dict:
+    """An arm's skip key: its settings, finetune options and data identity (JSON-normalised)."""
+    return json.loads(json.dumps({"settings": settings, "finetune": finetune,
+                                  "data": data_identity(manifest)}, default=str))
+
+
 def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -243,7 +269,8 @@ def build_table(table: str, results: dict[str, dict], tasks: list[str]) -> list[
                "masking": s.get("masking"), "nsp": s.get("nsp"),
                "tokenizer": s.get("tokenizer"), "vocab_size": r.get("vocab_size"),
                "batch_size": s.get("batch_size"), "steps": s.get("steps"), "lr": s.get("lr"),
-               "ppl": r.get("ppl"), "valid_loss": r.get("valid_loss")}
+               "ppl": r.get("ppl"), "valid_loss": r.get("valid_loss"),
+               "error": r.get("error")}
         for task in tasks:
             row[f"ours_{task}"] = (r.get("scores") or {}).get(task)
         for k, v in paper.items():
@@ -279,6 +306,10 @@ def to_markdown(table: str, rows: list[dict], tasks: list[str], scale: dict | No
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(_cell(r.get(c)) for c in ours + paper) + " |")
+    failed = [f"- {r['row']} (arm {r['arm']}): FAILED: {r['error']}"
+              for r in rows if r.get("error")]
+    if failed:
+        lines += ["", "Failed arms (no numbers; fix and rerun):", *failed]
     lines += ["", spec["note"]]
     if scale:
         lines += ["", "Our scale: " + ", ".join(f"{k}={v}" for k, v in scale.items())]
@@ -318,5 +349,5 @@ def plot_table(table: str, rows: list[dict], tasks: list[str], path) -> None:
 
 
 __all__ = ["Arm", "ARMS", "PAPER", "Scale", "TABLE_IDS", "parse_tables", "arms_for",
-           "data_id", "arm_settings", "settings_hash", "build_table", "to_markdown",
-           "plot_table"]
+           "data_id", "arm_settings", "data_identity", "arm_key", "settings_hash", "build_table",
+           "to_markdown", "plot_table"]

@@ -16,7 +16,10 @@ Which arms, how the paper's settings map to the chosen scale, and the paper's nu
 `evaluation/ablations.py`. Shard sets are built first, one after another (arms share them);
 then the arms fan out on the chosen task runner (threads locally, one at a time by default;
 `ray` on a cluster runs them side by side). A rerun skips every arm whose `arm.json` holds
-the same settings, and resumes an interrupted pretrain run.
+the same settings and shard set identity (tokenizer hash, shard params, corpus input sizes),
+and resumes an interrupted pretrain run. An arm that fails is reported as failed (in the
+tables and the result's `failed`) while the other arms finish; arguments and task data are
+checked before any shard set is built.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.finetune_eval import SYNTHETIC_DATA
+from flows.finetune_eval import SYNTHETIC_DATA, check_inputs
 from flows.runtime import make_task_runner
 
 ARM_FILE = "arm.json"
@@ -86,11 +89,40 @@ def _last_valid_loss(run_dir: Path) -> float | None:
     return float(vals[-1]) if vals else None
 
 
+def finished_arm(done_file: Path, key: dict) -> dict | None:
+    """The arm's recorded result when `arm.json` holds this key (settings, finetune options
+    and data identity), else None: the arm must (re)run."""
+    if not done_file.exists():
+        return None
+    old = json.loads(done_file.read_text())
+    return old if old.get("key") == key else None
+
+
+def failed_arm(settings: dict, error: BaseException | str) -> dict:
+    """A result for an arm that could not finish: no numbers, its error shown in the tables."""
+    msg = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {"settings": settings, "error": " ".join(msg.split())[:500], "ppl": None,
+            "valid_loss": None, "vocab_size": None, "scores": {}, "metrics": {},
+            "run_dir": None, "skipped": False}
+
+
 @task(name="ablation-arm", task_run_name="arm-{settings[arm]}")
 def run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
     """One arm: pretrain on its shard set (resumed if interrupted), finetune-eval on the
-    tasks, `arm.json` last. Skipped when `arm.json` holds the same settings."""
-    from evaluation.ablations import settings_hash
+    tasks, `arm.json` last. Skipped when `arm.json` holds the same settings, finetune options
+    and shard set identity (tokenizer hash, shard params and corpus inputs). An arm that fails
+    (diverged training, bad config) returns a failed result instead of raising, so the other
+    arms and the tables still finish."""
+    try:
+        return _run_arm(root, settings, finetune, train)
+    except Exception as exc:     # noqa: BLE001 - one arm's failure must not sink the others
+        get_run_logger().error("ablations: arm %s failed: %s: %s", settings["arm"],
+                               type(exc).__name__, exc)
+        return failed_arm(settings, exc)
+
+
+def _run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
+    from evaluation.ablations import arm_key, data_identity, settings_hash
     from evaluation.tasks import get_task
     from flows.finetune_eval import finetune_eval
     from flows.pretrain import pretrain
@@ -100,17 +132,19 @@ def run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
     base = Path(root)
     arm_root = base / "ablations" / settings["arm"]
     done_file = arm_root / ARM_FILE
-    key = {"settings": settings, "finetune": finetune}
-    if done_file.exists():
-        old = json.loads(done_file.read_text())
-        if old.get("key") == json.loads(json.dumps(key, default=str)):
-            logger.info("ablations: arm %s already done, skipped", settings["arm"])
-            return dict(old, skipped=True)
     data = base / "ablations" / "_data" / settings["data"]
+    manifest = json.loads((data / "shards" / "manifest.json").read_text())
+    key = arm_key(settings, finetune, manifest)
+    old = finished_arm(done_file, key)
+    if old is not None:
+        logger.info("ablations: arm %s already done, skipped", settings["arm"])
+        return dict(old, skipped=True)
     for name in ("corpus", "tokenizer", "shards"):
         _link(arm_root / name, data / name)
 
-    run = f"run-{settings_hash(settings)}"
+    # The run name covers the shard set's identity too: a checkpoint trained on another
+    # tokenizer or corpus is never resumed or reused.
+    run = f"run-{settings_hash(dict(settings, data_identity=data_identity(manifest)))}"
     run_dir = arm_root / "pretrain" / run
     checkpoints = list_checkpoints(run_dir)
     if checkpoints and checkpoints[-1][0] >= settings["steps"]:
@@ -128,7 +162,6 @@ def run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
                        use_ray=train["use_ray"])
         checkpoint = Path(out["checkpoint"])
     valid_loss = _last_valid_loss(run_dir)
-    manifest = json.loads((data / "shards" / "manifest.json").read_text())
 
     evaluation = finetune_eval(root=str(arm_root), data_dir=finetune["data_dir"],
                                tasks=finetune["tasks"], checkpoint=str(checkpoint),
@@ -241,7 +274,6 @@ def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str
     from corpus import bpe
     from evaluation.ablations import arm_settings, arms_for, data_id, parse_tables, Scale
     from evaluation.synthetic import write_standin_tasks
-    from evaluation.tasks import parse_tasks
 
     logger = get_run_logger()
     base = Path(root).resolve()
@@ -258,6 +290,7 @@ def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str
                        char_vocab=char_vocab, block_size=block_size, static_masks=static_masks,
                        valid_sequences=valid_sequences, valid_fraction=valid_fraction, seed=seed)
     scale.check(arms)
+    # Every argument and input is checked before any shard set is built or arm runs.
     if data_dir == SYNTHETIC_DATA:
         eval_data = write_standin_tasks(base / "ablations" / "eval-data",
                                         ("sst2", "squad1", "squad2", "race"))
@@ -265,34 +298,46 @@ def ablations(root: str = "runs/default", tables: str = "1,2,3,bpe", config: str
     else:
         eval_data = Path(data_dir)
         tasks = tasks or REAL_TASKS
-    task_names = [s.name for s in parse_tasks(tasks)]
+    _, specs, _ = check_inputs(base, eval_data, tasks, nightly=True, lrs=lrs,
+                               batch_sizes=finetune_batch_sizes, epochs=epochs, limit=limit)
+    task_names = [s.name for s in specs]
     logger.info("ablations: tables %s, %d arms at %s", table_ids, len(arms), scale.to_dict())
 
     sd = scale.to_dict()
     shard_sets = {}
     for arm in arms:
         shard_sets.setdefault(data_id(arm, scale), arm)
+    data_errors = {}
     for data, arm in shard_sets.items():   # one after another: arms share them
-        prepare_data(str(base), data, dataclasses.asdict(arm), sd, shard_workers)
+        try:
+            prepare_data(str(base), data, dataclasses.asdict(arm), sd, shard_workers)
+        except Exception as exc:   # noqa: BLE001 - its arms fail; the others still run
+            logger.error("ablations: shard set %s failed: %s: %s", data, type(exc).__name__, exc)
+            data_errors[data] = f"shard set {data}: {type(exc).__name__}: {exc}"
 
-    settings = [arm_settings(arm, scale) for arm in arms]
+    all_settings = [arm_settings(arm, scale) for arm in arms]
+    settings = [s for s in all_settings if s["data"] not in data_errors]
     finetune = {"data_dir": str(eval_data), "tasks": ",".join(task_names), "seeds": seeds,
                 "lrs": lrs, "batch_sizes": finetune_batch_sizes, "epochs": epochs,
                 "limit": limit, "device": device,
                 "runner": "ray" if runner == "ray" else "threads", "ray_address": ray_address}
     train = {"workers": train_workers, "gpu": gpu, "address": address, "use_ray": use_ray}
     results = run_arms.with_options(task_runner=make_task_runner(runner, workers, ray_address))(
-        str(base), settings, finetune, train)
+        str(base), settings, finetune, train) if settings else []
+    results += [failed_arm(s, data_errors[s["data"]]) for s in all_settings
+                if s["data"] in data_errors]
     by_arm = {r["settings"]["arm"]: r for r in results}
+    failed = {a: r["error"] for a, r in by_arm.items() if r.get("error")}
     skipped = [r["settings"]["arm"] for r in results if r.get("skipped")]
     if skipped:
         logger.info("ablations: already done, skipped: %s", ", ".join(skipped))
     written = write_tables(base, table_ids, by_arm, task_names, sd)
-    return {"tables": written, "skipped": skipped,
-            "ran": [r["settings"]["arm"] for r in results if not r.get("skipped")],
+    return {"tables": written, "skipped": skipped, "failed": failed,
+            "ran": [r["settings"]["arm"] for r in results
+                    if not r.get("skipped") and not r.get("error")],
             "scale": sd, "tasks": task_names,
             "arms": {a: {k: r.get(k) for k in ("ppl", "scores", "vocab_size", "run_dir")}
                      for a, r in by_arm.items()}}
 
 
-__all__ = ["ablations", "run_arm", "prepare_data", "write_tables"]
+__all__ = ["ablations", "run_arm", "prepare_data", "write_tables", "finished_arm", "failed_arm"]

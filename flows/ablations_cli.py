@@ -6,15 +6,54 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL
+from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, positive_int
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"no integers in {text!r}")
+    return values
+
+
+def _positive_int_list(text: str) -> list[int]:
+    values = _int_list(text)
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"must all be at least 1, got {text!r}")
+    return values
 
 
 def _float_list(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"no numbers in {text!r}")
+    return values
+
+
+def _tables(text: str) -> str:
+    from evaluation.ablations import parse_tables
+
+    try:
+        parse_tables(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _static_masks(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,29 +62,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="run root with corpus/documents and tokenizer/ (e.g. after `roberta pipeline`); "
            "writes RUN_DIR/ablations/<arm>/ and RUN_DIR/results/ablations/ "
            "(default: %(default)s)")
-    a("--tables", default="1,2,3,bpe",
+    a("--tables", type=_tables, default="1,2,3,bpe",
       help="comparisons: 1 (static vs dynamic masking), 2 (input format / NSP), 3 (batch size "
            "at equal compute), bpe (char- vs byte-level BPE) (default: %(default)s)")
     a("--config", default="tiny", choices=["tiny", "small", "base", "large"],
       help="model preset (default: %(default)s)")
-    a("--steps", type=int, default=None, metavar="S",
+    a("--steps", type=positive_int, default=None, metavar="S",
       help="updates of the base arm, a multiple of 32 (Table 3 runs S/8 and S/32) "
            "(default: the preset's)")
-    a("--batch-size", type=int, default=None, metavar="B",
+    a("--batch-size", type=positive_int, default=None, metavar="B",
       help="sequences per update of the base arm (Table 3 adds 8B and 32B) "
            "(default: preset batch / 32, at least 8)")
-    a("--micro-batch-size", type=int, default=None, metavar="SEQS",
+    a("--micro-batch-size", type=positive_int, default=None, metavar="SEQS",
       help="sequences per forward/backward (default: gcd(B, 16))")
     a("--lr", type=float, default=None,
       help="peak lr of the base arm; Table 3 uses 7x and 10x (default: preset peak / 10)")
-    a("--block-size", type=int, default=128, metavar="T",
+    a("--block-size", type=positive_int, default=128, metavar="T",
       help="tokens per block (the paper: 512) (default: %(default)s)")
-    a("--static-masks", type=int, default=10, metavar="K",
+    a("--static-masks", type=_static_masks, default=10, metavar="K",
       help="masks of Table 1's static arm (default: %(default)s)")
-    a("--char-vocab", type=int, default=None, metavar="V",
+    a("--char-vocab", type=positive_int, default=None, metavar="V",
       help="character-level BPE vocabulary (default: 0.6 x the run's byte-level vocabulary, "
            "the paper's 30K/50K)")
-    a("--valid-sequences", type=int, default=256, metavar="N",
+    a("--valid-sequences", type=positive_int, default=256, metavar="N",
       help="held-out sequences behind each perplexity (default: %(default)s)")
     a("--valid-fraction", type=float, default=0.02,
       help="share of documents held out (default: %(default)s)")
@@ -58,19 +97,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="finetuning seeds (default: the paper's five)")
     a("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5",
       help="finetuning learning rates (default: Table 10)")
-    a("--finetune-batch-sizes", type=_int_list, default=None, metavar="16,32",
+    a("--finetune-batch-sizes", type=_positive_int_list, default=None, metavar="16,32",
       help="finetuning batch sizes (default: Table 10)")
-    a("--epochs", type=int, default=None, help="finetuning epochs (default: Table 10)")
-    a("--limit", type=int, default=None, metavar="N",
+    a("--epochs", type=positive_int, default=None, help="finetuning epochs (default: Table 10)")
+    a("--limit", type=positive_int, default=None, metavar="N",
       help="at most N training examples per task (smoke runs)")
     a("--device", choices=["cpu", "cuda"], default=None, help="finetuning device")
     a("--runner", choices=["threads", "processes", "ray"], default="threads",
       help="how arms run: threads (one at a time with --workers 1) or ray (side by side on a "
            "cluster) (default: %(default)s)")
-    a("--workers", type=int, default=1, metavar="N", help="arms at once (default: %(default)s)")
+    a("--workers", type=positive_int, default=1, metavar="N",
+      help="arms at once (default: %(default)s)")
     a("--address", dest="ray_address", default=None, metavar="RAY_ADDRESS",
       help="Ray cluster for the arms and pretraining; implies --runner ray")
-    a("--train-workers", type=int, default=1, metavar="N",
+    a("--train-workers", type=positive_int, default=1, metavar="N",
       help="Ray Train workers per arm (default: %(default)s)")
     a("--gpu", action="store_true", help="one GPU per Ray Train worker")
     a("--no-ray", dest="use_ray", action="store_false",
@@ -111,10 +151,15 @@ def run_from_cli(args: argparse.Namespace) -> int:
         print(f"[{name}: {files['parquet']}, chart {files['png']}]\n")
     if out["skipped"]:
         print("already done, skipped: " + ", ".join(out["skipped"]))
-    missing = [a for a, r in out["arms"].items()
-               if r["ppl"] is None or set(out["tasks"]) - set(r["scores"] or {})]
+    failed = out.get("failed") or {}
+    for arm, error in failed.items():
+        print(f"arm {arm} FAILED: {error}", file=sys.stderr)
+    if failed:
+        print(f"arms failed (fix the cause and rerun; finished arms are skipped): "
+              f"{', '.join(failed)}", file=sys.stderr)
+    missing = [a for a, r in out["arms"].items() if a not in failed and
+               (r["ppl"] is None or set(out["tasks"]) - set(r["scores"] or {}))]
     if missing:
         print(f"arms with missing numbers (failed finetuning jobs; rerun to retry): "
               f"{', '.join(missing)}", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return EXIT_PARTIAL if failed or missing else EXIT_OK
