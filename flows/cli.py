@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cc-news-base-url", default=None, metavar="URL",
                    help="where CC-NEWS listings and WARCs live (default: Common Crawl's "
                         "public HTTPS endpoint)")
-    p.add_argument("--cc-news-limit", type=int, default=None, metavar="N",
+    p.add_argument("--cc-news-limit", type=positive_int, default=None, metavar="N",
                    help="take only the first N WARCs of the CC-NEWS months")
     add_download_options(p)
     p.set_defaults(handler=_build_corpus)
@@ -471,7 +471,8 @@ def _print_corpus_summary(summary: dict) -> None:
     for failed in summary["failed_inputs"]:
         console.print(f"[red]not processed[/]: {failed['input']}: {failed['error']}")
     if summary["failed_inputs"]:
-        console.print("rerun the same command to retry them; finished inputs are skipped")
+        console.print("rerun the same command to retry them; finished inputs are skipped "
+                      "(an input that was not found will fail again: fix or drop it)")
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
