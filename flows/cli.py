@@ -482,6 +482,10 @@ def _quiet_prefect_console(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("ROBERTA_RAY_LOG_TO_DRIVER", "0")
+    else:  # asked for: wins over a quieting inherited from a parent `roberta` process
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = os.environ.get(
+            "PREFECT_LOGGING_LEVEL", "INFO")
+        os.environ["ROBERTA_RAY_LOG_TO_DRIVER"] = "1"
     # An ephemeral server on an offline machine should not try to phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

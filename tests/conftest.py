@@ -24,6 +24,23 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_WARC = REPO / "corpus" / "sample" / "sample.warc.gz"
 
 
+# What `flows.cli.main` sets in os.environ when a test calls it in-process.
+CLI_ENV = ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "ROBERTA_RAY_LOG_TO_DRIVER")
+
+
+@pytest.fixture(autouse=True)
+def _cli_env_stays_in_its_test():
+    """An in-process `main()` quiets Prefect's console through os.environ; left there, it
+    reached every later test's subprocesses (a `--verbose` CLI run then printed nothing)."""
+    saved = {k: os.environ.get(k) for k in CLI_ENV}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def sample_warc() -> Path:
     assert SAMPLE_WARC.exists(), "run `make sample` to regenerate the bundled crawl"

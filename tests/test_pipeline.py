@@ -59,3 +59,15 @@ def test_counts_must_be_positive(argv, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "must be at least 1" in err or "not an integer: 'two'" in err
+
+
+def test_verbose_wins_over_an_inherited_quiet_console(monkeypatch):
+    # A `roberta` process started by another (or by a test that ran main() in-process)
+    # inherits PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=CRITICAL; --verbose must undo it.
+    from flows.cli import _quiet_prefect_console
+
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    monkeypatch.setenv("ROBERTA_RAY_LOG_TO_DRIVER", "0")
+    _quiet_prefect_console(verbose=True)
+    assert os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] != "CRITICAL"
+    assert os.environ["ROBERTA_RAY_LOG_TO_DRIVER"] == "1"
