@@ -6,34 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, positive_int
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"no integers in {text!r}")
-    return values
-
-
-def _positive_int_list(text: str) -> list[int]:
-    values = _int_list(text)
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"must all be at least 1, got {text!r}")
-    return values
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"no numbers in {text!r}")
-    return values
+from flows.cli import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, int_at_least, number_list,
+                       positive_int)
 
 
 def _tables(text: str) -> str:
@@ -44,16 +18,6 @@ def _tables(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def _static_masks(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="peak lr of the base arm; Table 3 uses 7x and 10x (default: preset peak / 10)")
     a("--block-size", type=positive_int, default=128, metavar="T",
       help="tokens per block (the paper: 512) (default: %(default)s)")
-    a("--static-masks", type=_static_masks, default=10, metavar="K",
+    a("--static-masks", type=int_at_least(0), default=10, metavar="K",
       help="masks of Table 1's static arm (default: %(default)s)")
     a("--char-vocab", type=positive_int, default=None, metavar="V",
       help="character-level BPE vocabulary (default: 0.6 x the run's byte-level vocabulary, "
@@ -93,11 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "mnli,sst2,squad1,squad2,race)")
     a("--data-dir", default="synthetic", metavar="DIR",
       help="task data (GLUE TSV dirs, SQuAD/, RACE/), or 'synthetic' (default)")
-    a("--seeds", type=_int_list, default=None, metavar="1,2,3",
+    a("--seeds", type=number_list(int), default=None, metavar="1,2,3",
       help="finetuning seeds (default: the paper's five)")
-    a("--lrs", type=_float_list, default=None, metavar="1e-5,2e-5",
+    a("--lrs", type=number_list(float), default=None, metavar="1e-5,2e-5",
       help="finetuning learning rates (default: Table 10)")
-    a("--finetune-batch-sizes", type=_positive_int_list, default=None, metavar="16,32",
+    a("--finetune-batch-sizes", type=number_list(int, 1), default=None, metavar="16,32",
       help="finetuning batch sizes (default: Table 10)")
     a("--epochs", type=positive_int, default=None, help="finetuning epochs (default: Table 10)")
     a("--limit", type=positive_int, default=None, metavar="N",

@@ -18,16 +18,40 @@ DEFAULT_ROOT = "./runs/default"
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts and sizes: 0 would otherwise slip through as 'use the preset'
-    wherever a caller writes `value or default`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_at_least(minimum: int):
+    """An argparse type: an integer >= `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+# Counts and sizes: 0 would otherwise slip through as 'use the preset' wherever a caller
+# writes `value or default`.
+positive_int = int_at_least(1)
+
+
+def number_list(kind: type, minimum: float | None = None):
+    """An argparse type: a non-empty comma-separated list of `kind` (int or float), each
+    >= `minimum` when given."""
+    noun = "integers" if kind is int else "numbers"
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of {noun}: {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"no {noun} in {text!r}")
+        if minimum is not None and any(v < minimum for v in values):
+            raise argparse.ArgumentTypeError(f"must all be at least {minimum}, got {text!r}")
+        return values
+    return parse
 
 
 def manifest_counter(root: str, total: int, input_ids: set[str] | None = None):
