@@ -149,9 +149,9 @@ def _tokenizer_mismatch(root: str, manifest: dict) -> str | None:
     """Why `<root>/tokenizer/` is not the tokenizer the shards were encoded with, or None.
     Checkpoints ship that directory as the model's tokenizer, so a tokenizer trained again
     after shard-corpus would make every checkpoint unusable (ids beyond the model's vocab).
-    Local roots only: the copy into checkpoints is local too."""
+    `root` is a filesystem path: resolve() refuses URIs before this."""
     info = Path(root) / "tokenizer" / "tokenizer_info.json"
-    if "://" in root or not info.is_file() or not manifest.get("tokenizer_sha256"):
+    if not info.is_file() or not manifest.get("tokenizer_sha256"):
         return None
     try:
         have = json.loads(info.read_text()).get("tokenizer_sha256")
