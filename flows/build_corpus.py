@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from corpus import storage
+from runroot import layout, storage
 from corpus.config import CorpusConfig
 from corpus.inputs import CC_BASE_URL, WarcSource, fetch, remove_download, resolve_inputs
 from flows.runtime import gather_manifests, make_task_runner
@@ -33,13 +33,13 @@ def process_input(location: str, root: str, options: dict, keep_downloads: bool,
 
     No Prefect-level retries: downloads retry with backoff inside `fetch`, and damaged
     records are counted by `process_warc`, so a failure here is final for this run."""
-    from corpus.pipeline import is_done, output_paths, process_warc
+    from corpus.warc_file import is_done, output_paths, process_warc
 
     source = WarcSource(location)
     if is_done(root, source.input_id):  # rerun: finished inputs are not fetched again
         fs, _, manifest_file = output_paths(root, source.input_id)
         return storage.read_json(fs, manifest_file)
-    downloads = storage.downloads_dir(root)
+    downloads = layout.downloads_dir(root)
     local = fetch(source, downloads, retries=download_retries)
     manifest = process_warc(local, root, CorpusConfig.from_dict(options),
                             input_id=source.input_id, source_name=location)

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from corpus.storage import is_uri, under
+from runroot.storage import is_uri, under
 
 DEFAULT_ROOT = "./runs/default"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task, unmapped
 
-from corpus import storage
+from runroot import layout, storage
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from corpus.config import CorpusConfig
@@ -34,7 +34,7 @@ def import_input(location: str, root: str, name: str, fmt: str, columns: dict, o
     fingerprint = import_fingerprint(input_stat(location), name, fmt, cols, cfg)
     if done := finished_import(root, source.input_id, fingerprint):
         return done
-    downloads = storage.downloads_dir(root)
+    downloads = layout.downloads_dir(root)
     local = fetch_import(source, downloads, retries=download_retries)
     manifest = process_import(local, root, name, cfg, fmt=fmt, columns=cols,
                               input_name=location, input_id=source.input_id,
