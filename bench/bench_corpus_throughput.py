@@ -32,7 +32,7 @@ def main() -> None:
 
     from corpus.config import CorpusConfig
     from corpus.dedup import deduplicate
-    from corpus.pipeline import process_warc
+    from corpus.warc_file import process_warc
     from corpus.sample_crawl import generate_crawl
 
     OUT.mkdir(parents=True, exist_ok=True)

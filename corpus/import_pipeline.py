@@ -40,7 +40,7 @@ from corpus.config import CorpusConfig
 from corpus.hashing import MinHasher, content_hash, doc_id
 from corpus.importers import EMPTY_TEXT, READER_OUTCOMES, Columns, read_records
 from corpus.langid import identify, is_wanted
-from corpus.pipeline import _remove_stale_temps, finished_manifest, output_paths
+from corpus.warc_file import _remove_stale_temps, finished_manifest, output_paths
 from corpus.quality import RULES, quality_rejection
 from corpus.schema import shard_schema
 from corpus.urls import host_of

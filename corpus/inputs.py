@@ -59,7 +59,7 @@ class WarcSource:
 
     @property
     def input_id(self) -> str:
-        from corpus.pipeline import input_id_for
+        from corpus.warc_file import input_id_for
 
         return input_id_for(self.location)
 

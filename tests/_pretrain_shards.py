@@ -16,7 +16,7 @@ def sample_shards_root(base: Path, block_size: int = BLOCK_SIZE, static_masks: i
                        name: str = "pretrain-sample") -> Path:
     from corpus import bpe
     from corpus.dedup import deduplicate
-    from corpus.pipeline import process_warc
+    from corpus.warc_file import process_warc
     from corpus.sharding import shard_corpus
 
     root = Path(base) / name

@@ -10,7 +10,7 @@ import corpus.extract
 from corpus.config import CorpusConfig
 from corpus.extract import Extractor
 from corpus.html_decode import decode_html
-from corpus.pipeline import process_warc
+from corpus.warc_file import process_warc
 
 
 def members(data: bytes) -> list[int]:

@@ -8,7 +8,7 @@ import pytest
 
 from corpus.config import CorpusConfig
 from corpus.dedup import connected_components, deduplicate, near_duplicate_pairs
-from corpus.pipeline import process_warc
+from corpus.warc_file import process_warc
 from corpus.sample_crawl import generate_pages, write_warc
 
 

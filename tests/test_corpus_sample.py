@@ -9,7 +9,7 @@ from corpus.config import CorpusConfig
 from corpus.dedup import deduplicate
 from corpus.extract import Extractor
 from corpus.hashing import MinHasher
-from corpus.pipeline import _process_candidate, process_warc
+from corpus.warc_file import _process_candidate, process_warc
 from corpus.prefilter import InFileDuplicates
 from corpus.sample_crawl import generate_sample, sample_pages
 from corpus.warc_reader import read_warc

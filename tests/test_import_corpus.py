@@ -7,7 +7,7 @@ import pytest
 
 from corpus.dedup import deduplicate
 from corpus.import_pipeline import process_import
-from corpus.pipeline import process_warc
+from corpus.warc_file import process_warc
 from corpus.sample_crawl import generate_pages, write_warc
 from tests.test_import_readers import english_docs, write_owt_archive, write_wiki_dump
 

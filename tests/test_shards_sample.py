@@ -10,7 +10,7 @@ from corpus.sharding import is_valid, shard_corpus
 @pytest.fixture(scope="module")
 def sample_corpus_root(tmp_path_factory, sample_warc):
     from corpus.dedup import deduplicate
-    from corpus.pipeline import process_warc
+    from corpus.warc_file import process_warc
 
     root = tmp_path_factory.mktemp("sample-shards")
     process_warc(sample_warc, root)
