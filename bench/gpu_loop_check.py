@@ -28,7 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.loop import PretrainConfig, read_metrics, train  # noqa: E402
+from training.loop import train  # noqa: E402
+from training.metrics_log import read_metrics  # noqa: E402
+from training.pretrain_config import PretrainConfig  # noqa: E402
 
 VOCAB, MASK_ID = 50265, 50264
 ISSUE_PEAK = 768e12      # issue 7's measured bf16 matmul peak on H200 (the step bench's MFU)

@@ -83,7 +83,7 @@ def prepare_data(root: str, data: str, arm: dict, scale: dict, shard_workers: in
 
 
 def _last_valid_loss(run_dir: Path) -> float | None:
-    from training.loop import read_metrics
+    from training.metrics_log import read_metrics
 
     vals = [m["valid_loss"] for m in read_metrics(run_dir) if m.get("valid_loss") is not None]
     return float(vals[-1]) if vals else None

@@ -1,11 +1,7 @@
 """The `finetune-eval` flow: one Prefect task per (task, lr, batch, seed), then the results table.
 
-Each finished job is stored as `<root>/results/jobs/<task>/<key>.json`, keyed on the checkpoint
-(path, size and mtime of its weights: checkpoints are written once, atomically), the task's
-data files (path, size and mtime of each: fixed data is finetuned on again), the task and
-every hyperparameter, so a rerun does not repeat it. Failed jobs are not stored: a rerun
-retries them, and meanwhile they are rows with their error in the results table. A stored job
-that cannot be read is rerun.
+Finished jobs are cached (evaluation/job_cache.py), so a rerun does not repeat them; failed
+jobs are rows with their error in the results table until a rerun retries them.
 
 Arguments and inputs are checked before any job runs (`check_inputs`): an unknown task, a
 missing data directory or data file, a missing checkpoint is an `InputError` (the CLI's exit
@@ -15,8 +11,6 @@ tasks (SST-2 and SQuAD 1.1 formats) under `<root>/eval-data`.
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -25,91 +19,19 @@ from prefect.artifacts import (create_image_artifact, create_markdown_artifact,
                                create_table_artifact)
 from prefect.futures import as_completed
 
+from evaluation.job_cache import data_fingerprint, job_key, job_path, read_cached, store
 from flows.progress import FlowProgress
 from flows.runtime import make_task_runner
+from runroot import layout
+from training.run_checkpoints import (checkpoint_dirs, checkpoint_fingerprint, model_name,
+                                      newest_checkpoint)
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SYNTHETIC_DATA = "synthetic"        # as `roberta pipeline --data-dir synthetic`
 SYNTHETIC_TASKS = "sst2,squad1"     # the tasks the pipeline's synthetic data has
 
 
 class InputError(ValueError):
     """A bad argument or a missing input, found before any job runs."""
-
-
-def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
-    """Complete pretrain checkpoints of every run under `<root>/pretrain`, oldest first."""
-    from training.checkpoint import list_checkpoints
-
-    base = Path(root) / "pretrain"
-    runs = [d for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
-    found = [ck for run in runs for _, ck in list_checkpoints(run)]
-    return sorted(found, key=lambda d: ((d / "model.safetensors").stat().st_mtime_ns, str(d)))
-
-
-def latest_checkpoint(root: str | os.PathLike) -> Path:
-    found = checkpoint_dirs(root)
-    if not found:
-        raise FileNotFoundError(f"no pretrain checkpoint under {Path(root) / 'pretrain'}: run "
-                                "pretrain first, or pass --checkpoint DIR (any HF RoBERTa dir)")
-    return found[-1]
-
-
-def model_name(model_dir: Path) -> str:
-    """`<run>` for `<root>/pretrain/<run>/.../step-N`, else the directory's own name."""
-    parts = model_dir.resolve().parts
-    if "pretrain" in parts and parts.index("pretrain") + 1 < len(parts):
-        return parts[parts.index("pretrain") + 1]
-    return model_dir.name
-
-
-def checkpoint_fingerprint(model_dir: str | os.PathLike) -> str:
-    d = Path(model_dir).resolve()
-    for name in WEIGHT_FILES:
-        if (d / name).exists():
-            st = (d / name).stat()
-            return f"{d}:{st.st_size}:{st.st_mtime_ns}"
-    raise FileNotFoundError(f"no model weights ({' or '.join(WEIGHT_FILES)}) in {d}")
-
-
-def data_fingerprint(task: str, data_dir: str | os.PathLike) -> str:
-    """A hash of the path, size and mtime of every data file of `task` (RACE splits are
-    folders: each file in them). A missing file is part of the hash, not an error: the job
-    reports it."""
-    from evaluation.readers import task_files
-
-    lines = []
-    for path in task_files(task, Path(data_dir).resolve()).values():
-        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            try:
-                st = f.stat()
-                lines.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
-            except FileNotFoundError:
-                lines.append(f"{f}:missing")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
-def job_key(fingerprint: str, data: str, job: dict) -> str:
-    blob = json.dumps({"checkpoint": fingerprint, "data": data, **job}, sort_keys=True,
-                      default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def read_cached(path: Path) -> dict | None:
-    """The stored result at `path`, or None when there is none or it is unusable (a truncated
-    or foreign file): the job is then rerun, never the whole evaluation stopped."""
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        get_run_logger().warning("ignoring unreadable cached job %s (%s): rerunning it", path, e)
-        return None
-    if not isinstance(result, dict) or result.get("error") or not result.get("best"):
-        get_run_logger().warning("ignoring cached job %s: not a finished result; rerunning it",
-                                 path)
-        return None
-    return result
 
 
 def resolve_data_dir(root: str | os.PathLike, data_dir: str | os.PathLike) -> Path:
@@ -119,7 +41,7 @@ def resolve_data_dir(root: str | os.PathLike, data_dir: str | os.PathLike) -> Pa
         return Path(data_dir)
     from evaluation.synthetic import write_standin_tasks
 
-    return write_standin_tasks(Path(root) / "eval-data", tuple(SYNTHETIC_TASKS.split(",")))
+    return write_standin_tasks(Path(root) / layout.EVAL_DATA, tuple(SYNTHETIC_TASKS.split(",")))
 
 
 def default_tasks(data_dir: str | os.PathLike) -> str:
@@ -157,7 +79,7 @@ def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike, tasks: st
     (or FileNotFoundError for the checkpoint) with a message saying what to do; generates
     the synthetic data for `data_dir="synthetic"`."""
     from evaluation.tasks import parse_tasks
-    from training.loop import uri_root_problem
+    from training.pretrain_config import uri_root_problem
 
     problem = uri_root_problem(root, "finetune-eval")
     if problem:
@@ -172,7 +94,7 @@ def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike, tasks: st
     _check_sweep(lrs, batch_sizes, epochs, limit, workers)
     model_dir = None
     if not nightly:
-        model_dir = Path(checkpoint) if checkpoint else latest_checkpoint(root)
+        model_dir = Path(checkpoint) if checkpoint else newest_checkpoint(root)
         checkpoint_fingerprint(model_dir)
     synthetic = str(data_dir) == SYNTHETIC_DATA
     if not synthetic and not Path(data_dir).is_dir():
@@ -196,19 +118,15 @@ def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike, tasks: st
 def finetune_job(job: dict, model_dir: str, data_dir: str, root: str, device: str) -> dict:
     from evaluation.finetune import run_job
 
-    jobs_dir = Path(root) / "results" / "jobs" / job["task"]
     key = job_key(checkpoint_fingerprint(model_dir), data_fingerprint(job["task"], data_dir), job)
-    done = jobs_dir / f"{key}.json"
-    cached = read_cached(done)
+    done = job_path(root, job["task"], key)
+    cached = read_cached(done, warn=get_run_logger().warning)
     if cached is not None:
         return cached
     result = run_job(model_dir, job["task"], data_dir, device=device,
                      **{k: v for k, v in job.items() if k != "task"})
     if not result.get("error"):
-        jobs_dir.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(result, default=str))
-        os.replace(tmp, done)
+        store(done, result)
     return result
 
 

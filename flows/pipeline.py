@@ -16,27 +16,28 @@ from flows.finetune_eval import SYNTHETIC_DATA, SYNTHETIC_TASKS, finetune_eval, 
 from flows.pretrain import pretrain
 from flows.shard_corpus import shard_corpus_flow
 from flows.train_tokenizer import train_tokenizer_flow
+from runroot import layout
 
 
 
 def stage_outputs(root: str | Path, run: str) -> dict[str, Path]:
     """The file whose presence means each stage is done."""
     root = Path(root)
-    return {"build-corpus": root / "corpus" / "dedup_report.json",
-            "train-tokenizer": root / "tokenizer" / "tokenizer_info.json",
-            "shard-corpus": root / "shards" / "manifest.json",
-            "pretrain": root / "pretrain" / run,
-            "results": root / "results" / "results.parquet"}
+    return {"build-corpus": root / layout.DONE["build-corpus"],
+            "train-tokenizer": root / layout.DONE["train-tokenizer"],
+            "shard-corpus": root / layout.DONE["shard-corpus"],
+            "pretrain": layout.run_dir(root, run),
+            "results": root / layout.RESULTS_TABLE}
 
 
 def pretrain_state(root: str, run: str, steps: int) -> tuple[str, Path | None]:
     """('done', last checkpoint) | ('resume', None) | ('new', None) for a pretrain run."""
-    from training.checkpoint import list_checkpoints
+    from training.run_checkpoints import finished_checkpoint
 
-    run_dir = Path(root) / "pretrain" / run
-    checkpoints = list_checkpoints(run_dir)
-    if checkpoints and checkpoints[-1][0] >= steps:
-        return "done", checkpoints[-1][1]
+    run_dir = layout.run_dir(root, run)
+    checkpoint = finished_checkpoint(run_dir, steps)
+    if checkpoint is not None:
+        return "done", checkpoint
     return ("resume" if run_dir.exists() else "new"), None
 
 
@@ -66,7 +67,7 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
         data_dir: task data directory, or `synthetic` for generated stand-in tasks.
         seeds, lrs, batch_sizes, epochs: finetuning sweep overrides (default: Table 10).
     """
-    from training.loop import resolve
+    from training.pretrain_config import resolve
 
     logger = get_run_logger()
     run = run or config
@@ -87,9 +88,9 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
     else:
         shard_corpus_flow(root=root, format=format, block_size=block_size, workers=workers)
 
-    from flows.pretrain import pretrain_config
+    from training.pretrain_config import PretrainConfig
 
-    cfg = pretrain_config(root, config, steps=steps, batch_size=batch_size,
+    cfg = PretrainConfig.for_run(root, config, steps=steps, batch_size=batch_size,
                           micro_batch_size=micro_batch_size, run=run)
     state, checkpoint = pretrain_state(root, run, resolve(cfg, train_workers).steps)
     if state == "done":
@@ -110,8 +111,8 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
                                batch_sizes=batch_sizes, epochs=epochs)
     artifacts = {name: str(path) for name, path in done.items()}
     artifacts.update(checkpoint=str(checkpoint),
-                     loss_curve=str(Path(root) / "pretrain" / run / "loss.png"),
-                     results_chart=str(Path(root) / "results" / "results.png"),
+                     loss_curve=str(layout.run_dir(root, run) / layout.LOSS_PLOT),
+                     results_chart=str(Path(root) / layout.RESULTS / "results.png"),
                      eval_data=str(eval_data))
     create_markdown_artifact(key="pipeline-artifacts", markdown="# Where everything is\n\n" +
                              "\n".join(f"- **{k}**: `{v}`" for k, v in artifacts.items()))

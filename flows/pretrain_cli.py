@@ -95,9 +95,10 @@ def run_from_cli(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from flows.pretrain import pretrain, pretrain_config, summary_rows
+    from flows.pretrain import pretrain
     from flows.progress import watch_files
-    from training.loop import METRICS_FILE, PretrainConfigError, read_metrics, resolve
+    from training.metrics_log import METRICS_FILE, read_metrics, summary_rows
+    from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve
     from training.ray_launcher import RunExistsError, refuse_existing_run
 
     console = Console()
@@ -110,7 +111,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
                   optim_overrides=dict(args.optim_set), max_failures=args.max_failures,
                   use_ray=args.use_ray, compile=args.compile)
     try:
-        cfg = pretrain_config(args.root, args.config, steps=args.steps,
+        cfg = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
                               batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
                               run=args.run, model_overrides=dict(args.model_set),
                               optim_overrides=dict(args.optim_set))

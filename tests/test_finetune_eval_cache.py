@@ -1,6 +1,6 @@
 """The finetune-eval job cache key follows the task's data files, not only the checkpoint and
 the hyperparameters: fixed data is finetuned on again."""
-from flows.finetune_eval import data_fingerprint, job_key
+from evaluation.job_cache import data_fingerprint, job_key
 from tests.fixtures_eval import write_glue_fixture, write_race_fixture
 
 

@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 
 from tests._pretrain_shards import sample_shards_root
 from training import checkpoint as ckpt
-from training.loop import (PretrainConfig, PretrainConfigError, read_metrics, resolve, train,
-                           validation_batches)
+from training.loop import train, validation_batches
+from training.metrics_log import read_metrics
+from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve
 from training.shard_reader import ShardReader
 from training.step import NonFiniteLossError
 

@@ -13,7 +13,8 @@ import torch
 
 from tests._pretrain_shards import sample_shards_root
 from training import checkpoint as ckpt
-from training.loop import PretrainConfig, read_metrics
+from training.metrics_log import read_metrics
+from training.pretrain_config import PretrainConfig
 from training.ray_launcher import WORKERS_FILE, RunExistsError, launch
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,8 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
 
     from flows.pretrain import pretrain
     from training.hf_io import load_hf
-    from training.loop import resolve, validation_batches
+    from training.loop import validation_batches
+    from training.pretrain_config import resolve
 
     out = pretrain(root=str(shards_root), config="tiny", steps=10, batch_size=16,
                    micro_batch_size=8, workers=1, run="flow", checkpoint_every=5,

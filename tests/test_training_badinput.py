@@ -9,7 +9,8 @@ import pytest
 from tests._pretrain_shards import sample_shards_root
 from tests._shards_corpus import write_corpus
 from training import checkpoint as ckpt
-from training.loop import PretrainConfig, PretrainConfigError, resolve, train
+from training.loop import train
+from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.timeout(300)]
 

@@ -19,13 +19,10 @@ the model is then wrapped in DDP (gloo on CPU, NCCL on GPU: whatever the process
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -35,208 +32,18 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from training import checkpoint as ckpt
-from training.config import MaskingConfig, ModelConfig, OptimConfig
 from training.masking import Masker, batch_from_static_labels
 from training.model import build_model
 from training.optim import build_optimizer, build_scheduler
+from training.metrics_log import METRICS_FILE, MetricsLog
 from training.prefetch import Prefetcher, pinned
-from training.shard_reader import PAIR_FORMATS, ShardReader, load_manifest
+from training.pretrain_config import PretrainConfig, Resolved, resolve
+from training.shard_reader import ShardReader
 from training.step import NonFiniteLossError, TrainStep, eval_step
-
-METRICS_FILE = "metrics.jsonl"
 
 # Dense bf16 peak per device (NVIDIA datasheets, see training_anchors.md §8), for MFU.
 _PEAK_FLOPS = (("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("A100", 312e12),
                ("L40S", 362e12), ("A10", 125e12))
-
-
-class PretrainConfigError(ValueError):
-    """The run's configuration does not fit the shards or itself (named field, reason)."""
-
-
-@dataclass
-class PretrainConfig:
-    """One pretraining run. Model/optimizer/masking come from named presets plus overrides;
-    vocabulary, special ids, block size and format come from the shards' manifest."""
-
-    root: str                                   # run root: <root>/shards, <root>/tokenizer
-    run: str = "default"                        # outputs under <root>/pretrain/<run>/
-    model: str = "tiny"                         # ModelConfig preset: tiny|small|base|large
-    model_overrides: dict = field(default_factory=dict)
-    optim: str | None = None                    # OptimConfig preset (None: same as model)
-    optim_overrides: dict = field(default_factory=dict)
-    masking: str = "dynamic"                    # dynamic | static (masks stored in the shards)
-    masking_overrides: dict = field(default_factory=dict)
-    nsp: bool | None = None                     # NSP loss (None: on for the pair formats)
-    batch_size: int | None = None               # sequences per optimizer update (None: preset)
-    micro_batch_size: int | None = None         # sequences per forward/backward on one worker
-                                                # (None: gcd(batch per worker, 16))
-    steps: int | None = None                    # optimizer updates = schedule length (None: preset)
-    seed: int = 0
-    checkpoint_every: int = 1000                # updates between checkpoints (0: only the last)
-    keep_last: int = 3                          # checkpoints kept
-    valid_every: int = 1000                     # updates between validations (0: only the last)
-    valid_batches: int = 16                     # micro-batches per rank per validation (0: all)
-    max_consecutive_nonfinite: int = 5          # stop after this many skipped updates in a row
-    compile: bool | str = "auto"                # off | default | cudagraphs | auto (cudagraphs
-                                                # on one GPU, default on several, off on CPU)
-    pipeline: bool | None = None                # launch update k+1 before reading k (None: on
-                                                # CUDA, with fused AdamW)
-    device: str = "auto"                        # auto | cpu | cuda | cuda:N
-    amp: str = "bf16"                           # bf16 | fp32 (autocast applies on CUDA only)
-    peak_flops: float | None = None             # per device, for MFU (None: known GPUs only)
-    shuffle_window: int = 8192                  # blocks shuffled together by the reader
-    nonfinite_at: tuple[int, ...] = ()          # fault injection: these iterations' loss is NaN
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["nonfinite_at"] = list(self.nonfinite_at)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PretrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise PretrainConfigError(f"unknown PretrainConfig field(s) {bad}")
-        d = dict(d)
-        if "nonfinite_at" in d:
-            d["nonfinite_at"] = tuple(d["nonfinite_at"])
-        return cls(**d)
-
-    def replace(self, **kw) -> "PretrainConfig":
-        return dataclasses.replace(self, **kw)
-
-    @property
-    def run_dir(self) -> Path:
-        return run_dir(self.root, self.run)
-
-
-def run_dir(root, run: str) -> Path:
-    return Path(root) / "pretrain" / run
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A PretrainConfig made concrete against the shards manifest and the world size."""
-
-    model: ModelConfig
-    optim: OptimConfig
-    masking: MaskingConfig
-    manifest: dict
-    batch_size: int
-    micro_batch_size: int
-    accumulation: int
-    world_size: int
-    steps: int
-    block_size: int
-    static: bool
-    nsp: bool
-
-
-def uri_root_problem(root: str, stage: str) -> str | None:
-    """Why `root` cannot hold `stage`'s outputs, or None. Checkpoints, Ray Train state and
-    job results are local files; with `s3://b/r` they would land in a local folder `s3:`
-    and be lost with the machine."""
-    if "://" not in str(root):
-        return None
-    return (f"--root {root}: {stage} needs a filesystem path (local, or shared and mounted on "
-            "every worker, e.g. /mnt/fsx/run); URIs work for build-corpus, import-corpus, "
-            "train-tokenizer and shard-corpus")
-
-
-def _tokenizer_mismatch(root: str, manifest: dict) -> str | None:
-    """Why `<root>/tokenizer/` is not the tokenizer the shards were encoded with, or None.
-    Checkpoints ship that directory as the model's tokenizer, so a tokenizer trained again
-    after shard-corpus would make every checkpoint unusable (ids beyond the model's vocab).
-    `root` is a filesystem path: resolve() refuses URIs before this."""
-    info = Path(root) / "tokenizer" / "tokenizer_info.json"
-    if not info.is_file() or not manifest.get("tokenizer_sha256"):
-        return None
-    try:
-        have = json.loads(info.read_text()).get("tokenizer_sha256")
-    except (OSError, ValueError) as exc:
-        return f"{info} cannot be read ({exc})"
-    if have != manifest["tokenizer_sha256"]:
-        return (f"{info.parent} is not the tokenizer the shards were encoded with (sha256 "
-                f"{str(have)[:12]}… vs the manifest's {manifest['tokenizer_sha256'][:12]}…): "
-                f"train-tokenizer ran again after shard-corpus; rerun shard-corpus")
-    return None
-
-
-def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = None) -> Resolved:
-    """Presets + overrides + what the shards dictate; raises PretrainConfigError naming the
-    field when something does not fit."""
-    problem = uri_root_problem(cfg.root, "pretrain")
-    if problem:
-        raise PretrainConfigError(problem)
-    if manifest is None:
-        _, _, manifest = load_manifest(cfg.root)
-    mismatch = _tokenizer_mismatch(cfg.root, manifest)
-    if mismatch:
-        raise PretrainConfigError(mismatch)
-    T = int(manifest["block_size"])
-    fmt = manifest.get("format", "full-sentences")
-    nsp = fmt in PAIR_FORMATS if cfg.nsp is None else bool(cfg.nsp)
-    if nsp and fmt not in PAIR_FORMATS:
-        raise PretrainConfigError(f"nsp=True needs a pair format; the shards are {fmt!r}")
-    vocab, mask_id = int(manifest["vocab_size"]), int(manifest["mask_id"])
-    model_kw = dict(vocab_size=vocab, pad_id=manifest.get("pad_id", 1),
-                    bos_id=manifest.get("bos_id", 0), eos_id=manifest.get("eos_id", 2),
-                    unk_id=manifest.get("unk_id", 3),
-                    mask_id=None if mask_id == vocab - 1 else mask_id, nsp_head=nsp)
-    if T > 512:
-        model_kw["max_positions"] = T
-    try:
-        mcfg = ModelConfig.named(cfg.model, **{**model_kw, **cfg.model_overrides})
-        ocfg = OptimConfig.named(cfg.optim or cfg.model, **cfg.optim_overrides)
-    except ValueError as exc:
-        raise PretrainConfigError(str(exc)) from exc
-    if mcfg.vocab_size != vocab:
-        raise PretrainConfigError(f"model vocab_size {mcfg.vocab_size} != the shards' {vocab}")
-    if mcfg.max_positions < T:
-        raise PretrainConfigError(f"model max_positions {mcfg.max_positions} < block size {T}")
-    # `is None`, not `or`: an explicit 0 is an error below, not "use the preset"
-    batch = int(ocfg.batch_size if cfg.batch_size is None else cfg.batch_size)
-    steps = int(ocfg.total_steps if cfg.steps is None else cfg.steps)
-    if steps < 1:
-        raise PretrainConfigError(f"steps must be >= 1, got {steps}")
-    if "total_steps" not in cfg.optim_overrides:
-        ocfg = ocfg.replace(total_steps=steps)    # the schedule spans the run
-    ocfg = ocfg.replace(batch_size=batch)
-    if batch < 1:
-        raise PretrainConfigError(f"batch_size must be >= 1, got {batch}")
-    # Default micro-batch: 16 sequences, or fewer when a worker's share of the batch is
-    # smaller or not a multiple of 16 (e.g. --batch-size 8 just works).
-    micro = int(cfg.micro_batch_size if cfg.micro_batch_size is not None
-                else math.gcd(max(batch // world_size, 1), 16))
-    if micro < 1:
-        raise PretrainConfigError(f"micro_batch_size must be >= 1, got {micro}")
-    if batch % (world_size * micro):
-        raise PretrainConfigError(
-            f"batch_size {batch} sequences is not a multiple of workers x micro_batch_size = "
-            f"{world_size} x {micro} = {world_size * micro}; choose sizes that divide")
-    train_blocks = int(manifest["splits"].get("train", {}).get("blocks", 0))
-    if train_blocks // world_size < micro:   # a rank's share (ShardReader, drop_last)
-        raise PretrainConfigError(
-            f"train split has {train_blocks} blocks for {world_size} worker(s); each needs at "
-            f"least micro_batch_size={micro}: add data or lower --micro-batch-size/--workers")
-    if cfg.masking not in ("dynamic", "static"):
-        raise PretrainConfigError(f"masking must be 'dynamic' or 'static', got {cfg.masking!r}")
-    static = cfg.masking == "static"
-    if static and not int(manifest.get("static_masks") or 0):
-        raise PretrainConfigError("masking='static' but the shards hold no static masks: rerun "
-                                  "shard-corpus with static_masks=K")
-    try:
-        mask_cfg = MaskingConfig.for_model(mcfg, **cfg.masking_overrides)
-    except TypeError as exc:
-        raise PretrainConfigError(f"masking_overrides: {exc}") from exc
-    if cfg.amp not in ("bf16", "fp32"):
-        raise PretrainConfigError(f"amp must be 'bf16' or 'fp32', got {cfg.amp!r}")
-    return Resolved(model=mcfg, optim=ocfg, masking=mask_cfg, manifest=manifest,
-                    batch_size=batch, micro_batch_size=micro,
-                    accumulation=batch // (world_size * micro), world_size=world_size,
-                    steps=steps, block_size=T, static=static, nsp=nsp)
 
 
 def pick_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -358,44 +165,6 @@ def _global_sums(values: list[float], group) -> list[float]:
 def _perplexity(loss: float) -> float:
     return math.exp(loss) if math.isfinite(loss) and loss < 700 else float("inf")
 
-
-class MetricsLog:
-    """`<run_dir>/metrics.jsonl`: one JSON line per optimizer update (rank 0 only). Restarted
-    from a checkpoint's history on resume, so the file always matches the trajectory."""
-
-    def __init__(self, path: Path, history: list[dict], enabled: bool):
-        self.path, self.enabled = path, enabled
-        self.history = list(history)
-        if enabled:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "w") as f:
-                for m in self.history:
-                    f.write(json.dumps(m) + "\n")
-            os.replace(tmp, path)
-            self._f = open(path, "a", buffering=1)
-
-    def append(self, m: dict) -> None:
-        self.history.append(m)
-        if self.enabled:
-            self._f.write(json.dumps(m) + "\n")
-
-    def close(self) -> None:
-        if self.enabled:
-            self._f.close()
-
-
-def read_metrics(run_directory) -> list[dict]:
-    p = Path(run_directory) / METRICS_FILE
-    if not p.is_file():
-        return []
-    out = []
-    for line in p.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:   # a line being written right now
-            pass
-    return out
 
 
 def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathLike | None = None,
@@ -590,6 +359,4 @@ def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathL
             "params": model.num_params()}
 
 
-__all__ = ["PretrainConfig", "PretrainConfigError", "Resolved", "resolve", "train", "validate",
-           "uri_root_problem",
-           "validation_batches", "read_metrics", "run_dir", "pick_device", "METRICS_FILE"]
+__all__ = ["train", "validate", "validation_batches", "pick_device"]

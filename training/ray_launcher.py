@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from training import checkpoint as ckpt
-from training.loop import PretrainConfig, PretrainConfigError, read_metrics, resolve, run_dir
+from training.metrics_log import read_metrics
+from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve, run_dir
 
 WORKERS_FILE = "workers.jsonl"
 _RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
