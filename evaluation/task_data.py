@@ -16,6 +16,7 @@ from evaluation.heads import MultipleChoiceModel, SequenceModel, SpanModel
 from evaluation.metrics import squad_scores, task_metrics
 from evaluation.span_decode import decode_predictions
 from evaluation.tasks import CHOICE, REGRESSION, SPAN, TaskSpec
+from training.step import autocast_for, batch_to_device
 
 STSB_SCALE = 5.0     # fairseq divides STS-B scores by 5 into [0, 1] (preprocess_GLUE_tasks.sh)
 
@@ -26,17 +27,6 @@ def _pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
     return ids, ids.ne(PAD)
-
-
-def _to(inputs: dict, device) -> dict:
-    return {k: v.to(device) for k, v in inputs.items()}
-
-
-def _autocast(device):
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 class TextClassificationData:
@@ -65,8 +55,8 @@ class TextClassificationData:
         out = []
         for i in range(0, len(items), batch_size):
             inputs, _ = self.collate(items[i:i + batch_size])
-            with _autocast(device):
-                logits = model(**_to(inputs, device)).float().cpu()
+            with autocast_for(device):
+                logits = model(**batch_to_device(inputs, device)).float().cpu()
             out.append(logits.squeeze(-1) * STSB_SCALE if self.regression else logits.argmax(-1))
         return torch.cat(out).numpy()
 
@@ -104,8 +94,8 @@ class MultipleChoiceData:
         preds = []
         for i in range(0, len(items), batch_size):
             inputs, _ = self.collate(items[i:i + batch_size])
-            with _autocast(device):
-                preds.append(model(**_to(inputs, device)).float().argmax(-1).cpu())
+            with autocast_for(device):
+                preds.append(model(**batch_to_device(inputs, device)).float().argmax(-1).cpu())
         return task_metrics(self.spec, torch.cat(preds).numpy(), [e.label for e in examples],
                             split=split, levels=[e.level for e in examples])
 
@@ -143,8 +133,8 @@ class SpanData:
         for i in range(0, len(windows), batch_size):
             batch = windows[i:i + batch_size]
             inputs, _ = self.collate(batch)
-            with _autocast(device):
-                out = model(**_to(inputs, device))
+            with autocast_for(device):
+                out = model(**batch_to_device(inputs, device))
             s, e = out["start"].float().cpu().numpy(), out["end"].float().cpu().numpy()
             for j, w in enumerate(batch):
                 starts.append(s[j, : len(w.input_ids)])
