@@ -26,9 +26,8 @@ import torch
 from evaluation.encoding import load_tokenizer
 from evaluation.heads import load_encoder
 from evaluation.readers import read_split, task_files
-from evaluation.task_data import adapter_for, labels_to
+from evaluation.task_data import adapter_for, forward_batch, labels_to
 from evaluation.tasks import SPAN, TaskSpec, get_task
-from training.step import autocast_for, batch_to_device
 
 Progress = Callable[[str, int, "int | None"], None]
 """progress(stage, done, total): stage is "train" (updates) or "eval:<split>"."""
@@ -154,8 +153,7 @@ class _FinetuneJob:
     def update(self, batch: list, epoch: int) -> float:
         """One optimizer update on `batch`: its loss."""
         inputs, labels = self.adapter.collate(batch)
-        with autocast_for(self.device):
-            out = self.model(**batch_to_device(inputs, self.device))
+        out = forward_batch(self.model, inputs, self.device)
         loss = self.model.loss(out, labels_to(labels, self.device))
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
