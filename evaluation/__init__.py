@@ -14,7 +14,9 @@ light):
     span_decode  SQuAD window logits -> answer text
     task_data    per task type: features, batches, model, dev scoring
     finetune     finetune_and_evaluate (one job), run_job (errors as results)
+    job_cache    finished jobs under <root>/results/jobs, keyed by checkpoint, data and settings
     aggregate    job results -> reported figures (median over seeds of the best epoch)
     results      <root>/results/results.{parquet,csv,md,png}; rich rendering
     synthetic    learnable synthetic tasks in the real formats; a tiny random-init checkpoint
+    ablations    the paper's Section 4 arms, scale mapping, paper numbers, tables and charts
 """

@@ -31,6 +31,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from runroot import storage
+
 TABLE_IDS = ("1", "2", "3", "bpe")
 PAPER_LR_RATIOS = {1: 1.0, 8: 7.0, 32: 10.0}    # 1e-4 -> 7e-4 -> 1e-3 (Table 3)
 CHAR_VOCAB_RATIO = 30000 / 50000                 # BERT's 30K vs RoBERTa's 50K (§4.4)
@@ -342,10 +344,9 @@ def plot_table(table: str, rows: list[dict], tasks: list[str], path) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(PAPER[table]["title"], fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with storage.atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)    # the temporary name does not end in .png
     plt.close(fig)
-    tmp.replace(path)
 
 
 __all__ = ["Arm", "ARMS", "PAPER", "Scale", "TABLE_IDS", "parse_tables", "arms_for",

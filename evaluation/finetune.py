@@ -17,6 +17,7 @@ import math
 import os
 import time
 import traceback
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from evaluation.encoding import load_tokenizer
 from evaluation.heads import load_encoder
 from evaluation.readers import read_split, task_files
-from evaluation.task_data import _autocast, _to, adapter_for, labels_to
+from evaluation.task_data import adapter_for, forward_batch, labels_to
 from evaluation.tasks import SPAN, TaskSpec, get_task
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -63,6 +64,142 @@ def _require_examples(spec: TaskSpec, data: dict[str, list], data_dir) -> None:
             raise ValueError(f"{spec.name}: the {split} split has no examples{where}")
 
 
+@dataclass(frozen=True)
+class JobSettings:
+    """One job's training settings, in the order its result reports them."""
+
+    lr: float
+    batch_size: int
+    seed: int
+    epochs: int
+    warmup_ratio: float
+    weight_decay: float
+    max_len: int
+
+    @classmethod
+    def for_task(cls, spec: TaskSpec, lr: float | None, batch_size: int | None, seed: int,
+                 epochs: int | None, warmup_ratio: float, weight_decay: float | None,
+                 max_len: int | None) -> "JobSettings":
+        """None: the task's Table 10 default (lr and batch size: the grid's first values)."""
+        hp = spec.hp
+        return cls(lr=hp.lrs[0] if lr is None else lr,
+                   batch_size=hp.batch_sizes[0] if batch_size is None else batch_size,
+                   seed=seed, epochs=hp.epochs if epochs is None else epochs,
+                   warmup_ratio=warmup_ratio,
+                   weight_decay=hp.weight_decay if weight_decay is None else weight_decay,
+                   max_len=spec.max_len if max_len is None else max_len)
+
+
+def _job_examples(spec: TaskSpec, data_dir, source: str, limit: int | None,
+                  examples: dict[str, list] | None) -> dict[str, list]:
+    """`examples`, else the task's splits read from `source`; the first `limit` of each split;
+    checked to be non-empty."""
+    data = examples if examples is not None else load_examples(spec, data_dir, source)
+    if limit is not None:
+        data = {k: v[:limit] for k, v in data.items()}
+    _require_examples(spec, data, data_dir if examples is None and source == "local" else None)
+    return data
+
+
+class _FinetuneJob:
+    """The state one job's updates and dev scorings share: the task adapter, the model with
+    its optimizer and LR schedule, the training rows and the number of updates done."""
+
+    def __init__(self, spec: TaskSpec, model_dir, data: dict[str, list], settings: JobSettings,
+                 device: torch.device, progress: Progress | None,
+                 eval_batch_size: int | None, adapter_options: dict):
+        self.spec, self.model_dir, self.data, self.device = spec, model_dir, data, device
+        self.progress, self.adapter_options = progress, adapter_options
+        self.dev_splits = [s for s in data if s != "train"]
+        tok = load_tokenizer(model_dir)
+        encoder = load_encoder(model_dir)
+        self.settings = s = replace(settings, max_len=min(settings.max_len,
+                                                          encoder.cfg.max_positions))
+        self.adapter = adapter_for(spec, tok, s.max_len, **adapter_options)
+        torch.manual_seed(s.seed)                        # head init and dropout
+        self.model = self.adapter.build_model(encoder).to(device)
+        self.train_items = self.adapter.features(data["train"])
+        self.steps_per_epoch = math.ceil(len(self.train_items) / s.batch_size)
+        self.total_steps = total = self.steps_per_epoch * s.epochs
+        warmup = int(round(s.warmup_ratio * total))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=s.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
+                                           weight_decay=s.weight_decay)
+        # The schedule holds plain numbers, not `self`: no reference cycle keeps a finished
+        # job's model (on the GPU) alive until the garbage collector runs.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: linear_schedule(step, total, warmup))
+        self.eval_batch_size = eval_batch_size or max(s.batch_size, 32)
+        self.steps_done = 0
+
+    def run(self) -> list[dict]:
+        """Train every epoch and score the dev splits after each: the per-epoch history."""
+        history = []
+        for epoch in range(1, self.settings.epochs + 1):
+            train_loss = self.train_epoch(epoch)
+            history.append(self.score(epoch, train_loss))
+        return history
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training rows, shuffled by (seed, epoch): the mean loss."""
+        self.model.train()
+        items, bs = self.train_items, self.settings.batch_size
+        order = np.random.default_rng([self.settings.seed, epoch]).permutation(len(items))
+        loss_sum = 0.0
+        for b in range(self.steps_per_epoch):
+            loss_sum += self.update([items[i] for i in order[b * bs:(b + 1) * bs]], epoch)
+        return loss_sum / max(1, self.steps_per_epoch)
+
+    def update(self, batch: list, epoch: int) -> float:
+        """One optimizer update on `batch`: its loss."""
+        inputs, labels = self.adapter.collate(batch)
+        out = forward_batch(self.model, inputs, self.device)
+        loss = self.model.loss(out, labels_to(labels, self.device))
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"{self.spec.name}: training loss is {loss_value} at epoch {epoch}, update "
+                f"{self.steps_done + 1} (lr {self.settings.lr}): training diverged or the data "
+                "has non-finite labels")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.steps_done += 1
+        if self.progress:
+            self.progress("train", self.steps_done, self.total_steps)
+        return loss_value
+
+    def score(self, epoch: int, train_loss: float) -> dict:
+        """The history row of `epoch`: its training loss, the LR reached, the dev metrics."""
+        self.model.eval()
+        row = {"epoch": epoch, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0]}
+        for split in self.dev_splits:
+            row.update(self.adapter.evaluate(self.model, split, self.data[split], self.device,
+                                             self.eval_batch_size))
+            if self.progress:
+                self.progress(f"eval:{split}", epoch, self.settings.epochs)
+        bad = {k: v for k, v in row.items() if not math.isfinite(v)}
+        if bad:   # NaN compares false with everything: it would pick the best epoch at random
+            raise FloatingPointError(
+                f"{self.spec.name}: non-finite dev scores at epoch {epoch}: {bad}")
+        return row
+
+    def result(self, history: list[dict], time_s: float) -> dict:
+        spec = self.spec
+        best = max(history, key=lambda r: (r[spec.primary_metric], -r["epoch"]))
+        return {
+            "task": spec.name, "model_dir": str(self.model_dir), **asdict(self.settings),
+            **({"doc_stride": self.adapter_options["doc_stride"]} if spec.type == SPAN else {}),
+            "n_train": len(self.data["train"]), "n_train_rows": len(self.train_items),
+            "n_dev": {s: len(self.data[s]) for s in self.dev_splits}, "steps": self.steps_done,
+            "primary_metric": spec.primary_metric, "history": history,
+            "best_epoch": best["epoch"],
+            "best": {m: best[m] for m in spec.metrics if m in best},
+            "time_s": time_s, "device": str(self.device), "error": None,
+        }
+
+
 def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
                           data_dir: str | os.PathLike | None, lr: float | None = None,
                           batch_size: int | None = None, seed: int = 1,
@@ -87,90 +224,16 @@ def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
     `run_job` for the error-catching wrapper)."""
     t0 = time.perf_counter()
     spec = task if isinstance(task, TaskSpec) else get_task(task)
-    hp = spec.hp
-    lr = hp.lrs[0] if lr is None else lr
-    batch_size = hp.batch_sizes[0] if batch_size is None else batch_size
-    epochs = hp.epochs if epochs is None else epochs
-    weight_decay = hp.weight_decay if weight_decay is None else weight_decay
-    max_len = spec.max_len if max_len is None else max_len
+    settings = JobSettings.for_task(spec, lr, batch_size, seed, epochs, warmup_ratio,
+                                    weight_decay, max_len)
     device = torch.device(device)
-
-    data = examples if examples is not None else load_examples(spec, data_dir, source)
-    if limit is not None:
-        data = {k: v[:limit] for k, v in data.items()}
-    dev_splits = [s for s in data if s != "train"]
-    _require_examples(spec, data, data_dir if examples is None and source == "local" else None)
-
-    tok = load_tokenizer(model_dir)
-    encoder = load_encoder(model_dir)
-    max_len = min(max_len, encoder.cfg.max_positions)
-    adapter = adapter_for(spec, tok, max_len, doc_stride=doc_stride, max_query_len=max_query_len,
-                          max_option_len=max_option_len, pooler_dropout=pooler_dropout)
-    torch.manual_seed(seed)                          # head init and dropout
-    model = adapter.build_model(encoder).to(device)
-    train_items = adapter.features(data["train"])
-
-    steps_per_epoch = math.ceil(len(train_items) / batch_size)
-    total = steps_per_epoch * epochs
-    warmup = int(round(warmup_ratio * total))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS,
-                                  weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: linear_schedule(s, total, warmup))
-    eval_bs = eval_batch_size or max(batch_size, 32)
-
-    history = []
-    step = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = np.random.default_rng([seed, epoch]).permutation(len(train_items))
-        loss_sum, n_batches = 0.0, 0
-        for b in range(steps_per_epoch):
-            batch = [train_items[i] for i in order[b * batch_size:(b + 1) * batch_size]]
-            inputs, labels = adapter.collate(batch)
-            with _autocast(device):
-                out = model(**_to(inputs, device))
-            loss = model.loss(out, labels_to(labels, device))
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"{spec.name}: training loss is {loss_value} at epoch {epoch}, update "
-                    f"{step + 1} (lr {lr}): training diverged or the data has non-finite labels")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_sum += loss_value
-            n_batches += 1
-            if progress:
-                progress("train", step, total)
-        model.eval()
-        row = {"epoch": epoch, "train_loss": loss_sum / max(1, n_batches),
-               "lr": scheduler.get_last_lr()[0]}
-        for split in dev_splits:
-            row.update(adapter.evaluate(model, split, data[split], device, eval_bs))
-            if progress:
-                progress(f"eval:{split}", epoch, epochs)
-        bad = {k: v for k, v in row.items() if not math.isfinite(v)}
-        if bad:   # NaN compares false with everything: it would pick the best epoch at random
-            raise FloatingPointError(f"{spec.name}: non-finite dev scores at epoch {epoch}: {bad}")
-        history.append(row)
-
-    best = max(history, key=lambda r: (r[spec.primary_metric], -r["epoch"]))
-    return {
-        "task": spec.name, "model_dir": str(model_dir), "lr": lr, "batch_size": batch_size,
-        "seed": seed, "epochs": epochs, "warmup_ratio": warmup_ratio,
-        "weight_decay": weight_decay, "max_len": max_len,
-        **({"doc_stride": doc_stride} if spec.type == SPAN else {}),
-        "n_train": len(data["train"]), "n_train_rows": len(train_items),
-        "n_dev": {s: len(data[s]) for s in dev_splits}, "steps": step,
-        "primary_metric": spec.primary_metric, "history": history,
-        "best_epoch": best["epoch"],
-        "best": {m: best[m] for m in spec.metrics if m in best},
-        "time_s": time.perf_counter() - t0, "device": str(device), "error": None,
-    }
+    data = _job_examples(spec, data_dir, source, limit, examples)
+    job = _FinetuneJob(spec, model_dir, data, settings, device, progress, eval_batch_size,
+                       adapter_options=dict(doc_stride=doc_stride, max_query_len=max_query_len,
+                                            max_option_len=max_option_len,
+                                            pooler_dropout=pooler_dropout))
+    history = job.run()
+    return job.result(history, time.perf_counter() - t0)
 
 
 def run_job(model_dir, task, data_dir, **kwargs) -> dict:
@@ -181,12 +244,11 @@ def run_job(model_dir, task, data_dir, **kwargs) -> dict:
         return finetune_and_evaluate(model_dir, task, data_dir, **kwargs)
     except Exception as e:  # noqa: BLE001 -- reported in the result, by design
         name = task.name if isinstance(task, TaskSpec) else str(task)
-        keep = {k: kwargs.get(k) for k in ("lr", "batch_size", "seed", "epochs",
-                                           "warmup_ratio", "weight_decay", "max_len")}
+        keep = {f.name: kwargs.get(f.name) for f in fields(JobSettings)}
         return {"task": name, "model_dir": str(model_dir), **keep, "history": [],
                 "best_epoch": None, "best": {}, "time_s": time.perf_counter() - t0,
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
-__all__ = ["finetune_and_evaluate", "run_job", "linear_schedule", "load_examples",
+__all__ = ["finetune_and_evaluate", "run_job", "JobSettings", "linear_schedule", "load_examples",
            "ADAM_BETAS", "ADAM_EPS"]

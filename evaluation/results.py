@@ -6,7 +6,7 @@ rewritten or dropped. A successful row that is already in the table (the same re
 same evaluation: equal in every column but `recorded_at` and `time_s`, as when a rerun finds
 every job cached) is not appended again; failed rows always are (each is a retry). The new
 file is the old rows plus the new ones, written under a temporary name and renamed over the
-old one (atomic), with a lock file serialising appenders
+old one (atomic: `runroot.storage`), with a lock file serialising appenders
 on a local filesystem. `<root>` may also be any URI pyarrow understands (s3://...); there the
 rename is the store's, and concurrent appenders are the caller's to avoid.
 
@@ -22,14 +22,14 @@ import io
 import json
 import os
 import re
-import uuid
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-RESULTS_DIR = "results"
+from runroot import layout, storage
+
 SCHEMA = pa.schema([
     ("recorded_at", pa.string()), ("model", pa.string()), ("checkpoint", pa.string()),
     ("checkpoint_step", pa.int64()), ("task", pa.string()), ("metric", pa.string()),
@@ -39,26 +39,6 @@ SCHEMA = pa.schema([
     ("paper_base", pa.float64()), ("paper_large", pa.float64()),
     ("reference_split", pa.string()),
 ])
-
-
-def _resolve(root) -> tuple[pafs.FileSystem, str]:
-    s = os.fspath(root)
-    if "://" in s:
-        return pafs.FileSystem.from_uri(s)
-    return pafs.LocalFileSystem(), os.path.abspath(s)
-
-
-def _exists(fs, path) -> bool:
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def _write_atomic(fs, path: str, data: bytes) -> None:
-    parent, name = path.rsplit("/", 1)
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, path)
 
 
 @contextlib.contextmanager
@@ -78,9 +58,12 @@ def _lock(fs, directory: str):
 
 
 def paths(root) -> dict[str, str]:
-    fs, base = _resolve(root)
-    d = f"{base.rstrip('/')}/{RESULTS_DIR}"
-    return {"dir": d, **{ext: f"{d}/results.{ext}" for ext in ("parquet", "csv", "md", "png")}}
+    """The results folder ("dir") and the table's files by extension, inside the root's
+    filesystem."""
+    _, base = storage.resolve(root)
+    stem = storage.join(base, layout.RESULTS_TABLE).removesuffix(".parquet")
+    return {"dir": storage.join(base, layout.RESULTS),
+            **{ext: f"{stem}.{ext}" for ext in ("parquet", "csv", "md", "png")}}
 
 
 def checkpoint_step(checkpoint: str | None) -> int | None:
@@ -112,9 +95,9 @@ def _row(r: dict, model, checkpoint, step, now) -> dict:
 
 def read_results(root) -> pa.Table:
     """The whole table (an empty one with `SCHEMA` when there is none yet)."""
-    fs, _ = _resolve(root)
+    fs, _ = storage.resolve(root)
     p = paths(root)["parquet"]
-    if not _exists(fs, p):
+    if not storage.exists(fs, p):
         return SCHEMA.empty_table()
     with fs.open_input_file(p) as f:
         return pq.read_table(f).cast(SCHEMA)
@@ -148,7 +131,7 @@ def append_results(root, rows: list[dict], model: str | None = None,
     `checkpoint` defaults to each row's model_dir, `model` to its folder name, `step` to the
     N of a `step-N` folder. Successful rows already in the table are not appended again
     (`without_repeats`). Returns the whole table."""
-    fs, _ = _resolve(root)
+    fs, _ = storage.resolve(root)
     p = paths(root)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     new = pa.Table.from_pylist([_row(r, model, checkpoint, step, now) for r in rows], schema=SCHEMA)
@@ -156,23 +139,21 @@ def append_results(root, rows: list[dict], model: str | None = None,
     with _lock(fs, local_dir) if local_dir else contextlib.nullcontext():
         old = read_results(root)
         table = pa.concat_tables([old, without_repeats(old, new)])
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        _write_atomic(fs, p["parquet"], buf.getvalue())
+        storage.write_table_atomic(fs, p["parquet"], table)
         write_reports(root, table)
     return table
 
 
 def write_reports(root, table: pa.Table | None = None) -> None:
     """Regenerate results.csv, results.md and results.png from the parquet table."""
-    fs, _ = _resolve(root)
+    fs, _ = storage.resolve(root)
     p = paths(root)
     table = read_results(root) if table is None else table
     buf = io.BytesIO()
     pacsv.write_csv(table, buf)
-    _write_atomic(fs, p["csv"], buf.getvalue())
-    _write_atomic(fs, p["md"], to_markdown(table).encode())
-    _write_atomic(fs, p["png"], plot_png(table))
+    storage.write_bytes_atomic(fs, p["csv"], buf.getvalue())
+    storage.write_text_atomic(fs, p["md"], to_markdown(table))
+    storage.write_bytes_atomic(fs, p["png"], plot_png(table))
 
 
 def _fmt(v, digits=1) -> str:

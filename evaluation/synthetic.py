@@ -19,6 +19,8 @@ import random
 import tempfile
 from pathlib import Path
 
+from runroot import layout
+
 FILLER = ("river stone table window garden letter market morning paper yellow quiet open "
           "city road light music winter summer bread water green small large early late "
           "north south chair train cloud field house silver copper wooden simple narrow wide "
@@ -136,13 +138,14 @@ def make_tiny_checkpoint(out_dir: str | os.PathLike, preset: str = "tiny", vocab
 
     texts = synthetic_texts(seed=seed) if texts is None else texts
     with tempfile.TemporaryDirectory() as tmp:
-        docs = Path(tmp) / "corpus" / "documents"
+        docs = Path(tmp) / layout.DOCUMENTS
         docs.mkdir(parents=True)
         pq.write_table(pa.table({"doc_id": [f"d{i}" for i in range(len(texts))], "text": texts}),
                        docs / "part-00000.parquet")
         info = train_tokenizer(tmp, vocab_size=vocab_size, min_frequency=1)
         cfg = ModelConfig.named(preset, vocab_size=info["vocab_size"], **model_overrides)
-        return export_hf(build_model(cfg, seed=seed), out_dir, tokenizer_dir=Path(tmp) / "tokenizer")
+        return export_hf(build_model(cfg, seed=seed), out_dir,
+                         tokenizer_dir=Path(tmp) / layout.TOKENIZER)
 
 
 def write_standin_tasks(data_dir: str | os.PathLike,

@@ -6,6 +6,8 @@ Each adapter has
     collate(items)     -> (inputs: dict of tensors, labels)   dynamic padding to the batch max
     build_model(encoder)
     evaluate(model, split, examples, device, batch_size) -> metrics in percent
+
+`forward_batch` runs the model on one collated batch, for training and dev scoring alike.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from evaluation.heads import MultipleChoiceModel, SequenceModel, SpanModel
 from evaluation.metrics import squad_scores, task_metrics
 from evaluation.span_decode import decode_predictions
 from evaluation.tasks import CHOICE, REGRESSION, SPAN, TaskSpec
+from training.step import autocast_for, batch_to_device
 
 STSB_SCALE = 5.0     # fairseq divides STS-B scores by 5 into [0, 1] (preprocess_GLUE_tasks.sh)
 
@@ -28,15 +31,19 @@ def _pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, ids.ne(PAD)
 
 
-def _to(inputs: dict, device) -> dict:
-    return {k: v.to(device) for k, v in inputs.items()}
+def forward_batch(model, inputs: dict, device):
+    """The model's output on collated `inputs`, moved to `device`, under the training step's
+    autocast (bf16 on CUDA, float32 elsewhere): finetuning and dev scoring run the same way."""
+    with autocast_for(device):
+        return model(**batch_to_device(inputs, device))
 
 
-def _autocast(device):
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def _outputs_in_batches(adapter, model, items: list, device, batch_size: int):
+    """(batch, model output) for each run of `batch_size` consecutive `items`, in order."""
+    for i in range(0, len(items), batch_size):
+        batch = items[i:i + batch_size]
+        inputs, _ = adapter.collate(batch)
+        yield batch, forward_batch(model, inputs, device)
 
 
 class TextClassificationData:
@@ -63,10 +70,8 @@ class TextClassificationData:
     @torch.no_grad()
     def predict(self, model, items, device, batch_size):
         out = []
-        for i in range(0, len(items), batch_size):
-            inputs, _ = self.collate(items[i:i + batch_size])
-            with _autocast(device):
-                logits = model(**_to(inputs, device)).float().cpu()
+        for _, logits in _outputs_in_batches(self, model, items, device, batch_size):
+            logits = logits.float().cpu()
             out.append(logits.squeeze(-1) * STSB_SCALE if self.regression else logits.argmax(-1))
         return torch.cat(out).numpy()
 
@@ -101,11 +106,8 @@ class MultipleChoiceData:
     @torch.no_grad()
     def evaluate(self, model, split, examples, device, batch_size):
         items = self.features(examples)
-        preds = []
-        for i in range(0, len(items), batch_size):
-            inputs, _ = self.collate(items[i:i + batch_size])
-            with _autocast(device):
-                preds.append(model(**_to(inputs, device)).float().argmax(-1).cpu())
+        preds = [scores.float().argmax(-1).cpu()
+                 for _, scores in _outputs_in_batches(self, model, items, device, batch_size)]
         return task_metrics(self.spec, torch.cat(preds).numpy(), [e.label for e in examples],
                             split=split, levels=[e.level for e in examples])
 
@@ -140,11 +142,7 @@ class SpanData:
     def predict(self, model, examples, device, batch_size) -> dict[str, str]:
         windows = self.windows(examples)
         starts, ends, probs = [], [], []
-        for i in range(0, len(windows), batch_size):
-            batch = windows[i:i + batch_size]
-            inputs, _ = self.collate(batch)
-            with _autocast(device):
-                out = model(**_to(inputs, device))
+        for batch, out in _outputs_in_batches(self, model, windows, device, batch_size):
             s, e = out["start"].float().cpu().numpy(), out["end"].float().cpu().numpy()
             for j, w in enumerate(batch):
                 starts.append(s[j, : len(w.input_ids)])
@@ -170,5 +168,5 @@ def labels_to(labels, device):
     return labels.to(device)
 
 
-__all__ = ["adapter_for", "TextClassificationData", "MultipleChoiceData", "SpanData",
-           "labels_to", "STSB_SCALE"]
+__all__ = ["adapter_for", "forward_batch", "TextClassificationData", "MultipleChoiceData",
+           "SpanData", "labels_to", "STSB_SCALE"]
