@@ -39,7 +39,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-IGNORE_INDEX = -100
+from training.masking import IGNORE_INDEX
+
 PAIR_FORMATS = ("segment-pair", "sentence-pair")
 _REBUILD = "rebuild the shards (delete them, rerun shard-corpus)"
 
