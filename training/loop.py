@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from runroot import layout
 from training import checkpoint as ckpt
 from training.masking import Masker, batch_from_static_labels
 from training.model import build_model
@@ -227,7 +228,7 @@ class Trainer:
         self.poison = set(int(i) for i in cfg.nonfinite_at)
         self.data = iter(self.reader)
         self.config_dict = cfg.to_dict()
-        self.tokenizer_dir = Path(cfg.root) / "tokenizer"
+        self.tokenizer_dir = Path(cfg.root) / layout.TOKENIZER
         self.elapsed0 = self.counters["elapsed_s"]
         self.last_checkpoint: Path | None = Path(resume_from) if resume_from is not None else None
         self.last_valid_loss: float | None = None

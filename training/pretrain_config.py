@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runroot import layout
+from runroot import layout, shard_format, storage
 from training.config import MaskingConfig, ModelConfig, OptimConfig
-from training.shard_reader import PAIR_FORMATS, load_manifest
+from training.shard_reader import load_manifest
 
 
 DEFAULT_INTERVAL = 1000    # updates between checkpoints and validations of a long run
@@ -128,7 +128,7 @@ def uri_root_problem(root: str, stage: str) -> str | None:
     """Why `root` cannot hold `stage`'s outputs, or None. Checkpoints, Ray Train state and
     job results are local files; with `s3://b/r` they would land in a local folder `s3:`
     and be lost with the machine."""
-    if "://" not in str(root):
+    if not storage.is_uri(root):
         return None
     return (f"--root {root}: {stage} needs a filesystem path (local, or shared and mounted on "
             "every worker, e.g. /mnt/fsx/run); URIs work for build-corpus, import-corpus, "
@@ -166,9 +166,9 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
     if mismatch:
         raise PretrainConfigError(mismatch)
     T = int(manifest["block_size"])
-    fmt = manifest.get("format", "full-sentences")
-    nsp = fmt in PAIR_FORMATS if cfg.nsp is None else bool(cfg.nsp)
-    if nsp and fmt not in PAIR_FORMATS:
+    fmt = manifest.get("format", shard_format.DEFAULT_FORMAT)
+    nsp = shard_format.is_pair(fmt) if cfg.nsp is None else bool(cfg.nsp)
+    if nsp and not shard_format.is_pair(fmt):
         raise PretrainConfigError(f"nsp=True needs a pair format; the shards are {fmt!r}")
     vocab, mask_id = int(manifest["vocab_size"]), int(manifest["mask_id"])
     model_kw = dict(vocab_size=vocab, pad_id=manifest.get("pad_id", 1),

@@ -28,11 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from runroot import layout, storage
 from training import checkpoint as ckpt
-from training.metrics_log import read_metrics
+from training.metrics_log import METRICS_FILE, read_metrics
 from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve, run_dir
 
-WORKERS_FILE = "workers.jsonl"
+WORKERS_FILE = layout.WORKERS_LOG
 _RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
@@ -54,7 +55,7 @@ class RayCheckpointer:
         import ray.train
         from ray.train import Checkpoint
 
-        name = f"{ckpt.CHECKPOINTS_DIR}/{ckpt.step_dir_name(step)}"
+        name = f"{layout.CHECKPOINTS}/{ckpt.step_dir_name(step)}"
         d = Path(tempfile.mkdtemp(prefix=f"ckpt-{step}-"))
         try:
             write(d)
@@ -177,14 +178,14 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
 
     if num_workers < 1:
         raise PretrainConfigError(f"num_workers must be >= 1, got {num_workers}")
-    if "://" not in cfg.root:              # workers may run in another directory
+    if not storage.is_uri(cfg.root):       # workers may run in another directory
         cfg = cfg.replace(root=str(Path(cfg.root).resolve()))
     resolve(cfg, num_workers)             # fail here, before any worker starts
     rdir = run_dir(cfg.root, cfg.run)
     refuse_existing_run(rdir, resume)
     if not resume and rdir.exists():
         # leftovers of a run that never reached a checkpoint: start clean
-        for name in (WORKERS_FILE, "metrics.jsonl"):
+        for name in (WORKERS_FILE, METRICS_FILE):
             (rdir / name).unlink(missing_ok=True)
     started_ray = False
     if not ray.is_initialized():
@@ -214,7 +215,7 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
                                          resources_per_worker={"CPU": cpus_per_worker,
                                                                **({"GPU": 1} if use_gpu else {})}),
             run_config=RunConfig(
-                name=cfg.run, storage_path=str(Path(cfg.root) / "pretrain"),
+                name=cfg.run, storage_path=str(Path(cfg.root) / layout.PRETRAIN),
                 checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last or None),
                 failure_config=FailureConfig(max_failures=max_failures)))
         result = trainer.fit()
