@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runroot import layout, shard_format, storage
-from training.config import MaskingConfig, ModelConfig, OptimConfig
+from training.config import MaskingConfig, ModelConfig, OptimConfig, field_names
 from training.shard_reader import load_manifest
 
 
@@ -70,8 +70,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - known)
+        bad = sorted(set(d) - field_names(cls))
         if bad:
             raise PretrainConfigError(f"unknown PretrainConfig field(s) {bad}")
         d = dict(d)

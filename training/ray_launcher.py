@@ -20,6 +20,7 @@ again with the same run name resumes it (Ray Train V2 has no `Trainer.restore`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -129,19 +130,19 @@ def train_loop_per_worker(config: dict) -> dict:
             on_metrics = RayMetrics(cfg.run)
         except Exception:  # metrics are best effort; never fail training over them
             on_metrics = None
+    run = functools.partial(train, cfg, checkpointer=RayCheckpointer(rdir),
+                            on_metrics=on_metrics, stop_after=config.get("stop_after"),
+                            device=ray.train.torch.get_device())
     checkpoint = ray.train.get_checkpoint()
-    device = ray.train.torch.get_device()
     if checkpoint is None:
         # Ray Train V2 has no `resume_from_checkpoint`: a run the in-process loop began is
         # resumed by the loop itself, from the newest of its checkpoints that verifies.
         resume = "latest" if config.get("resume_in_process_run") else None
         _record_worker_start(rdir, rank, world, resume)
-        return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=resume,
-                     on_metrics=on_metrics, stop_after=config.get("stop_after"), device=device)
+        return run(resume_from=resume)
     with checkpoint.as_directory() as d:
         _record_worker_start(rdir, rank, world, str(checkpoint.path))
-        return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=d,
-                     on_metrics=on_metrics, stop_after=config.get("stop_after"), device=device)
+        return run(resume_from=d)
 
 
 # --------------------------------------------------------------------------------------------
