@@ -188,22 +188,7 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
         # leftovers of a run that never reached a checkpoint: start clean
         for name in (WORKERS_FILE, METRICS_FILE):
             (rdir / name).unlink(missing_ok=True)
-    started_ray = False
-    if not ray.is_initialized():
-        kw = dict(ray_init_kwargs or {})
-        # Worker logs stay in the Ray dashboard; the CLI turns their echo off unless -v.
-        kw.setdefault("log_to_driver", os.environ.get("ROBERTA_RAY_LOG_TO_DRIVER", "1") != "0")
-        if runtime_env:
-            kw["runtime_env"] = runtime_env
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            kw.setdefault("configure_logging", False)
-            # The dashboard is how users watch training; tests turn it off (DEVELOPERS.md).
-            kw.setdefault("include_dashboard",
-                          os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0")
-            ray.init(**kw)
-        started_ray = True
+    started_ray = _start_ray(address, ray_init_kwargs, runtime_env)
     try:
         # A run with no Ray Train state was written by the in-process loop (`--no-ray`).
         in_process_run = resume and not (rdir / _RAY_SNAPSHOT).exists()
@@ -231,6 +216,30 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
     summary["workers"] = num_workers
     summary["restarts"] = _count_restarts(rdir, num_workers)
     return summary
+
+
+def _start_ray(address: str | None, ray_init_kwargs: dict | None,
+               runtime_env: dict | None) -> bool:
+    """Connect to `address`, or start a local Ray, unless this process already has one;
+    returns whether it did (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kw = dict(ray_init_kwargs or {})
+    # Worker logs stay in the Ray dashboard; the CLI turns their echo off unless -v.
+    kw.setdefault("log_to_driver", os.environ.get("ROBERTA_RAY_LOG_TO_DRIVER", "1") != "0")
+    if runtime_env:
+        kw["runtime_env"] = runtime_env
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        kw.setdefault("configure_logging", False)
+        # The dashboard is how users watch training; tests turn it off (DEVELOPERS.md).
+        kw.setdefault("include_dashboard",
+                      os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0")
+        ray.init(**kw)
+    return True
 
 
 def _count_restarts(rdir: Path, num_workers: int) -> int:
