@@ -51,6 +51,7 @@ PRETRAIN = "pretrain"
 CHECKPOINTS = "checkpoints"          # inside a run directory
 METRICS = "metrics.jsonl"            # inside a run directory
 LOSS_PLOT = "loss.png"               # inside a run directory
+WORKERS_LOG = "workers.jsonl"        # inside a run directory: each Ray Train worker (re)start
 
 RESULTS = "results"
 RESULTS_TABLE = "results/results.parquet"

@@ -134,7 +134,8 @@ def test_fused_linear_cross_entropy_matches_plain():
     including -inf padding columns, ignored targets, and bf16 autocast."""
     import torch.nn.functional as F
 
-    from training.model import IGNORE_INDEX, LinearCrossEntropy
+    from training.linear_cross_entropy import LinearCrossEntropy
+    from training.masking import IGNORE_INDEX
 
     torch.manual_seed(0)
     for amp in (None, torch.bfloat16):
@@ -169,7 +170,8 @@ def test_fused_head_loss_buffer_reuse_is_safe():
     backward through one graph must raise rather than read a recycled buffer."""
     import torch.nn.functional as F
 
-    from training.model import IGNORE_INDEX, LinearCrossEntropy
+    from training.linear_cross_entropy import LinearCrossEntropy
+    from training.masking import IGNORE_INDEX
 
     def make(n=37, v=128):
         h, w = torch.randn(n, 16, requires_grad=True), torch.randn(v, 16, requires_grad=True)

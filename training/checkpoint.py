@@ -41,10 +41,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from runroot import layout, storage
 from training.hf_io import export_hf, from_hf_state_dict, read_hf_weights
 
 FORMAT_VERSION = 1
-CHECKPOINTS_DIR = "checkpoints"
 MANIFEST = "checkpoint.json"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 
@@ -71,9 +71,8 @@ def _barrier() -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    """Indented, keys in the order given (the format checkpoints have always had)."""
+    storage.save_json(path, obj, sort_keys=False, default=_json_default)
 
 
 def _json_default(o):
@@ -144,10 +143,8 @@ def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int
     torch.save(scheduler.state_dict(), d / "scheduler.pt")
     _write_json(d / "trainer_state.json", {**trainer_state, "world_size": world_size})
     _write_json(d / "pretrain_config.json", config)
-    with open(d / "metrics.jsonl.tmp", "w") as f:
-        for m in metrics:
-            f.write(json.dumps(m, default=_json_default) + "\n")
-    os.replace(d / "metrics.jsonl.tmp", d / "metrics.jsonl")
+    storage.save_text(d / layout.METRICS,
+                      "".join(json.dumps(m, default=_json_default) + "\n" for m in metrics))
     for p in d.iterdir():
         if p.is_file() and p.name not in digests:
             digests[p.name] = file_digest(p)
@@ -253,8 +250,8 @@ def read_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int,
     verify_checkpoint(d)
     per_rank = _load(d / rank_file(rank), torch.load, map_location="cpu", weights_only=True)
     metrics = []
-    if (d / "metrics.jsonl").is_file():
-        metrics = _load(d / "metrics.jsonl", _read_jsonl)
+    if (d / layout.METRICS).is_file():
+        metrics = _load(d / layout.METRICS, _read_jsonl)
     return {
         "manifest": manifest,
         "trainer": _load(d / "trainer_state.json", _read_json),
@@ -303,7 +300,7 @@ def restore_latest(run_dir: str | os.PathLike, model, *, rank: int, world_size: 
 
 def _step_dirs(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """Every `step-<N>` directory of a run, complete or not, oldest first."""
-    base = Path(run_dir) / CHECKPOINTS_DIR
+    base = Path(run_dir) / layout.CHECKPOINTS
     if not base.is_dir():
         return []
     return sorted((int(m.group(1)), p) for p in base.iterdir()
@@ -334,8 +331,11 @@ class LocalCheckpointer:
 
     def save(self, step: int, write: WriteFn, metrics: dict | None = None) -> Path:
         rank = dist.get_rank() if _dist_ready() else 0
-        base = self.run_dir / CHECKPOINTS_DIR
+        base = self.run_dir / layout.CHECKPOINTS
         final = base / step_dir_name(step)
+        # Not storage.atomic_output: its temporary belongs to one writer process (named after
+        # its pid), while here every rank writes its files into one temporary directory that
+        # rank 0 creates and renames, with barriers between the steps.
         tmp = base / f".tmp-{step_dir_name(step)}"
         if rank == 0:
             base.mkdir(parents=True, exist_ok=True)
@@ -365,4 +365,4 @@ class LocalCheckpointer:
 __all__ = ["LocalCheckpointer", "CheckpointError", "write_checkpoint", "read_checkpoint",
            "load_model_weights", "restore", "restore_latest", "verify_checkpoint", "file_digest",
            "list_checkpoints", "latest_checkpoint", "is_complete", "read_manifest",
-           "step_dir_name", "rank_file", "rng_state", "set_rng_state", "CHECKPOINTS_DIR"]
+           "step_dir_name", "rank_file", "rng_state", "set_rng_state"]

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def field_names(cls) -> set[str]:
+    """The fields of a config dataclass (to refuse or drop unknown keys)."""
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def _named(cls, presets: dict[str, dict[str, Any]], name: str, overrides: dict[str, Any]):
     if name not in presets:
         raise ValueError(f"unknown {cls.__name__} preset {name!r}; choose one of {sorted(presets)}")
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = field_names(cls)
     bad = sorted(set(overrides) - known)
     if bad:
         raise ValueError(f"unknown {cls.__name__} field(s) {bad}; fields are {sorted(known)}")
@@ -108,7 +113,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = field_names(cls)
         return cls(**{k: v for k, v in d.items() if k in known})
 
     # ---- FLOP accounting (PaLM appendix B, encoder-MLM adaptation; see training_anchors §8) ----
@@ -204,4 +209,4 @@ class MaskingConfig:
         return dataclasses.replace(self, **overrides)
 
 
-__all__ = ["ModelConfig", "OptimConfig", "MaskingConfig"]
+__all__ = ["ModelConfig", "OptimConfig", "MaskingConfig", "field_names"]

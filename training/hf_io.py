@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from runroot import storage
 from training.config import ModelConfig
 from training.model import Roberta
 
@@ -174,12 +175,6 @@ def from_hf_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> tuple[d
 # directories
 # --------------------------------------------------------------------------------------------
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def export_hf(model: Roberta, out_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None,
               metadata: dict[str, str] | None = None) -> Path:
     """Write `config.json` + `model.safetensors` (+ tokenizer files from `tokenizer_dir`).
@@ -189,10 +184,10 @@ def export_hf(model: Roberta, out_dir: str | os.PathLike, tokenizer_dir: str | o
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = to_hf_state_dict(model)
-    tmp = out / "model.safetensors.tmp"
-    save_file(sd, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    os.replace(tmp, out / "model.safetensors")
-    _atomic_write_text(out / "config.json", json.dumps(hf_config_dict(model.cfg), indent=2) + "\n")
+    with storage.atomic_file(out / "model.safetensors") as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    # keys in hf_config_dict's order, unsorted: the format exports have always had
+    storage.save_json(out / "config.json", hf_config_dict(model.cfg), sort_keys=False)
     if tokenizer_dir is not None:
         copy_tokenizer_files(tokenizer_dir, out, model.cfg)
     return out
@@ -210,7 +205,7 @@ def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike, cfg: Mo
         tc = {"tokenizer_class": "RobertaTokenizer", "model_max_length": cfg.max_positions,
               "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
               "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
-        _atomic_write_text(dst / "tokenizer_config.json", json.dumps(tc, indent=2) + "\n")
+        storage.save_json(dst / "tokenizer_config.json", tc, sort_keys=False)
         copied.append("tokenizer_config.json")
     return copied
 

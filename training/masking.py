@@ -18,7 +18,7 @@ worker count, or whether the run was resumed. ~35k blocks/s of 512 tokens on one
 Output batch (numpy, ready for `batch_to_device`):
     input_ids      int64 (B, T)   corrupted ids
     mlm_positions  int64 (N,)     flat indices b*T + t of the selected positions, sorted
-    mlm_targets    int64 (N,)     original ids there; -100 for padding entries
+    mlm_targets    int64 (N,)     original ids there; IGNORE_INDEX (-100) for padding entries
     attention_mask bool  (B, T)   only present when the batch contains <pad>
     num_masked     int            real (non-padding) entries in mlm_targets
     num_tokens     int            non-pad tokens in the batch
@@ -31,7 +31,10 @@ from __future__ import annotations
 import numpy as np
 
 from training.config import MaskingConfig
-from training.model import IGNORE_INDEX
+
+# The target id of "not a target" (PyTorch's cross-entropy default): bucket padding in
+# mlm_targets, unmasked positions in dense labels (static masks, HF baselines).
+IGNORE_INDEX = -100
 
 
 def block_rng(seed: int, epoch: int, block_index: int) -> np.random.Generator:
@@ -175,5 +178,5 @@ def labels_from_batch(batch: dict) -> np.ndarray:
     return labels.reshape(B, T)
 
 
-__all__ = ["Masker", "mask_block", "block_rng", "mlm_capacity", "assemble_batch",
+__all__ = ["IGNORE_INDEX", "Masker", "mask_block", "block_rng", "mlm_capacity", "assemble_batch",
            "batch_from_static_labels", "labels_from_batch"]

@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runroot import layout
-from training.config import MaskingConfig, ModelConfig, OptimConfig
-from training.shard_reader import PAIR_FORMATS, load_manifest
+from runroot import layout, shard_format, storage
+from training.config import MaskingConfig, ModelConfig, OptimConfig, field_names
+from training.shard_reader import load_manifest
 
 
 DEFAULT_INTERVAL = 1000    # updates between checkpoints and validations of a long run
@@ -70,8 +70,7 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - known)
+        bad = sorted(set(d) - field_names(cls))
         if bad:
             raise PretrainConfigError(f"unknown PretrainConfig field(s) {bad}")
         d = dict(d)
@@ -128,7 +127,7 @@ def uri_root_problem(root: str, stage: str) -> str | None:
     """Why `root` cannot hold `stage`'s outputs, or None. Checkpoints, Ray Train state and
     job results are local files; with `s3://b/r` they would land in a local folder `s3:`
     and be lost with the machine."""
-    if "://" not in str(root):
+    if not storage.is_uri(root):
         return None
     return (f"--root {root}: {stage} needs a filesystem path (local, or shared and mounted on "
             "every worker, e.g. /mnt/fsx/run); URIs work for build-corpus, import-corpus, "
@@ -166,10 +165,24 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
     if mismatch:
         raise PretrainConfigError(mismatch)
     T = int(manifest["block_size"])
-    fmt = manifest.get("format", "full-sentences")
-    nsp = fmt in PAIR_FORMATS if cfg.nsp is None else bool(cfg.nsp)
-    if nsp and fmt not in PAIR_FORMATS:
+    fmt = manifest.get("format", shard_format.DEFAULT_FORMAT)
+    nsp = shard_format.is_pair(fmt) if cfg.nsp is None else bool(cfg.nsp)
+    if nsp and not shard_format.is_pair(fmt):
         raise PretrainConfigError(f"nsp=True needs a pair format; the shards are {fmt!r}")
+    mcfg, ocfg = _model_and_optim(cfg, manifest, T, nsp)
+    ocfg, batch, micro, steps = _sizes(cfg, ocfg, world_size, manifest)
+    static, mask_cfg = _masking(cfg, mcfg, manifest)
+    if cfg.amp not in ("bf16", "fp32"):
+        raise PretrainConfigError(f"amp must be 'bf16' or 'fp32', got {cfg.amp!r}")
+    return Resolved(model=mcfg, optim=ocfg, masking=mask_cfg, manifest=manifest,
+                    batch_size=batch, micro_batch_size=micro,
+                    accumulation=batch // (world_size * micro), world_size=world_size,
+                    steps=steps, block_size=T, static=static, nsp=nsp)
+
+
+def _model_and_optim(cfg: PretrainConfig, manifest: dict, T: int,
+                     nsp: bool) -> tuple[ModelConfig, OptimConfig]:
+    """The model preset with the shards' vocabulary and special ids, and the optimizer preset."""
     vocab, mask_id = int(manifest["vocab_size"]), int(manifest["mask_id"])
     model_kw = dict(vocab_size=vocab, pad_id=manifest.get("pad_id", 1),
                     bos_id=manifest.get("bos_id", 0), eos_id=manifest.get("eos_id", 2),
@@ -186,6 +199,13 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
         raise PretrainConfigError(f"model vocab_size {mcfg.vocab_size} != the shards' {vocab}")
     if mcfg.max_positions < T:
         raise PretrainConfigError(f"model max_positions {mcfg.max_positions} < block size {T}")
+    return mcfg, ocfg
+
+
+def _sizes(cfg: PretrainConfig, ocfg: OptimConfig, world_size: int,
+           manifest: dict) -> tuple[OptimConfig, int, int, int]:
+    """(optimizer config spanning the run, batch, micro-batch, steps), checked against the
+    worker count and the train split."""
     # `is None`, not `or`: an explicit 0 is an error below, not "use the preset"
     batch = int(ocfg.batch_size if cfg.batch_size is None else cfg.batch_size)
     steps = int(ocfg.total_steps if cfg.steps is None else cfg.steps)
@@ -211,6 +231,12 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
         raise PretrainConfigError(
             f"train split has {train_blocks} blocks for {world_size} worker(s); each needs at "
             f"least micro_batch_size={micro}: add data or lower --micro-batch-size/--workers")
+    return ocfg, batch, micro, steps
+
+
+def _masking(cfg: PretrainConfig, mcfg: ModelConfig,
+             manifest: dict) -> tuple[bool, MaskingConfig]:
+    """(static masks?, the masking config), static only where the shards hold masks."""
     if cfg.masking not in ("dynamic", "static"):
         raise PretrainConfigError(f"masking must be 'dynamic' or 'static', got {cfg.masking!r}")
     static = cfg.masking == "static"
@@ -218,16 +244,9 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
         raise PretrainConfigError("masking='static' but the shards hold no static masks: rerun "
                                   "shard-corpus with static_masks=K")
     try:
-        mask_cfg = MaskingConfig.for_model(mcfg, **cfg.masking_overrides)
+        return static, MaskingConfig.for_model(mcfg, **cfg.masking_overrides)
     except TypeError as exc:
         raise PretrainConfigError(f"masking_overrides: {exc}") from exc
-    if cfg.amp not in ("bf16", "fp32"):
-        raise PretrainConfigError(f"amp must be 'bf16' or 'fp32', got {cfg.amp!r}")
-    return Resolved(model=mcfg, optim=ocfg, masking=mask_cfg, manifest=manifest,
-                    batch_size=batch, micro_batch_size=micro,
-                    accumulation=batch // (world_size * micro), world_size=world_size,
-                    steps=steps, block_size=T, static=static, nsp=nsp)
-
 
 
 __all__ = ["PretrainConfig", "PretrainConfigError", "Resolved", "resolve", "run_dir",

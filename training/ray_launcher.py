@@ -20,6 +20,7 @@ again with the same run name resumes it (Ray Train V2 has no `Trainer.restore`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -28,11 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from runroot import layout, storage
 from training import checkpoint as ckpt
-from training.metrics_log import read_metrics
+from training.metrics_log import METRICS_FILE, read_metrics
 from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve, run_dir
 
-WORKERS_FILE = "workers.jsonl"
+WORKERS_FILE = layout.WORKERS_LOG
 _RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
@@ -54,7 +56,7 @@ class RayCheckpointer:
         import ray.train
         from ray.train import Checkpoint
 
-        name = f"{ckpt.CHECKPOINTS_DIR}/{ckpt.step_dir_name(step)}"
+        name = f"{layout.CHECKPOINTS}/{ckpt.step_dir_name(step)}"
         d = Path(tempfile.mkdtemp(prefix=f"ckpt-{step}-"))
         try:
             write(d)
@@ -128,19 +130,19 @@ def train_loop_per_worker(config: dict) -> dict:
             on_metrics = RayMetrics(cfg.run)
         except Exception:  # metrics are best effort; never fail training over them
             on_metrics = None
+    run = functools.partial(train, cfg, checkpointer=RayCheckpointer(rdir),
+                            on_metrics=on_metrics, stop_after=config.get("stop_after"),
+                            device=ray.train.torch.get_device())
     checkpoint = ray.train.get_checkpoint()
-    device = ray.train.torch.get_device()
     if checkpoint is None:
         # Ray Train V2 has no `resume_from_checkpoint`: a run the in-process loop began is
         # resumed by the loop itself, from the newest of its checkpoints that verifies.
         resume = "latest" if config.get("resume_in_process_run") else None
         _record_worker_start(rdir, rank, world, resume)
-        return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=resume,
-                     on_metrics=on_metrics, stop_after=config.get("stop_after"), device=device)
+        return run(resume_from=resume)
     with checkpoint.as_directory() as d:
         _record_worker_start(rdir, rank, world, str(checkpoint.path))
-        return train(cfg, checkpointer=RayCheckpointer(rdir), resume_from=d,
-                     on_metrics=on_metrics, stop_after=config.get("stop_after"), device=device)
+        return run(resume_from=d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,31 +179,16 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
 
     if num_workers < 1:
         raise PretrainConfigError(f"num_workers must be >= 1, got {num_workers}")
-    if "://" not in cfg.root:              # workers may run in another directory
+    if not storage.is_uri(cfg.root):       # workers may run in another directory
         cfg = cfg.replace(root=str(Path(cfg.root).resolve()))
     resolve(cfg, num_workers)             # fail here, before any worker starts
     rdir = run_dir(cfg.root, cfg.run)
     refuse_existing_run(rdir, resume)
     if not resume and rdir.exists():
         # leftovers of a run that never reached a checkpoint: start clean
-        for name in (WORKERS_FILE, "metrics.jsonl"):
+        for name in (WORKERS_FILE, METRICS_FILE):
             (rdir / name).unlink(missing_ok=True)
-    started_ray = False
-    if not ray.is_initialized():
-        kw = dict(ray_init_kwargs or {})
-        # Worker logs stay in the Ray dashboard; the CLI turns their echo off unless -v.
-        kw.setdefault("log_to_driver", os.environ.get("ROBERTA_RAY_LOG_TO_DRIVER", "1") != "0")
-        if runtime_env:
-            kw["runtime_env"] = runtime_env
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            kw.setdefault("configure_logging", False)
-            # The dashboard is how users watch training; tests turn it off (DEVELOPERS.md).
-            kw.setdefault("include_dashboard",
-                          os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0")
-            ray.init(**kw)
-        started_ray = True
+    started_ray = _start_ray(address, ray_init_kwargs, runtime_env)
     try:
         # A run with no Ray Train state was written by the in-process loop (`--no-ray`).
         in_process_run = resume and not (rdir / _RAY_SNAPSHOT).exists()
@@ -214,7 +201,7 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
                                          resources_per_worker={"CPU": cpus_per_worker,
                                                                **({"GPU": 1} if use_gpu else {})}),
             run_config=RunConfig(
-                name=cfg.run, storage_path=str(Path(cfg.root) / "pretrain"),
+                name=cfg.run, storage_path=str(Path(cfg.root) / layout.PRETRAIN),
                 checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_last or None),
                 failure_config=FailureConfig(max_failures=max_failures)))
         result = trainer.fit()
@@ -229,6 +216,30 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
     summary["workers"] = num_workers
     summary["restarts"] = _count_restarts(rdir, num_workers)
     return summary
+
+
+def _start_ray(address: str | None, ray_init_kwargs: dict | None,
+               runtime_env: dict | None) -> bool:
+    """Connect to `address`, or start a local Ray, unless this process already has one;
+    returns whether it did (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kw = dict(ray_init_kwargs or {})
+    # Worker logs stay in the Ray dashboard; the CLI turns their echo off unless -v.
+    kw.setdefault("log_to_driver", os.environ.get("ROBERTA_RAY_LOG_TO_DRIVER", "1") != "0")
+    if runtime_env:
+        kw["runtime_env"] = runtime_env
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        kw.setdefault("configure_logging", False)
+        # The dashboard is how users watch training; tests turn it off (DEVELOPERS.md).
+        kw.setdefault("include_dashboard",
+                      os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0")
+        ray.init(**kw)
+    return True
 
 
 def _count_restarts(rdir: Path, num_workers: int) -> int:

@@ -30,8 +30,6 @@ Batch (numpy):
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Iterator
 
 import numpy as np
@@ -39,8 +37,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-IGNORE_INDEX = -100
-PAIR_FORMATS = ("segment-pair", "sentence-pair")
+from runroot import layout, shard_format, storage
+from training.masking import IGNORE_INDEX
+
+# The manifest's name inside a shards directory (readers take that directory or a run root).
+_MANIFEST_NAME = layout.SHARDS_MANIFEST.rpartition("/")[2]
 _REBUILD = "rebuild the shards (delete them, rerun shard-corpus)"
 
 
@@ -49,23 +50,14 @@ class ShardError(ValueError):
     names the file."""
 
 
-def _resolve(path) -> tuple[pafs.FileSystem, str]:
-    s = os.fspath(path)
-    if "://" in s:
-        return pafs.FileSystem.from_uri(s)
-    return pafs.LocalFileSystem(), os.path.abspath(s)
-
-
 def load_manifest(path) -> tuple[pafs.FileSystem, str, dict]:
     """(filesystem, shards dir, manifest) from a run root or a shards directory."""
-    fs, base = _resolve(path)
-    for d in (base.rstrip("/") + "/shards", base.rstrip("/")):
-        p = d + "/manifest.json"
+    fs, base = storage.resolve(path)
+    for d in (storage.join(base, layout.SHARDS), base):
+        p = storage.join(d, _MANIFEST_NAME)
         if fs.get_file_info(p).type == pafs.FileType.File:
-            with fs.open_input_stream(p) as f:
-                raw = f.read()
             try:
-                manifest = json.loads(raw)
+                manifest = storage.read_json(fs, p)
                 if not isinstance(manifest, dict) or "splits" not in manifest:
                     raise ValueError("no 'splits' object")
             except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError are ValueErrors
@@ -79,7 +71,7 @@ def split_files(path, split: str) -> tuple[pafs.FileSystem, list[str], dict]:
     fs, d, manifest = load_manifest(path)
     if split not in manifest["splits"]:
         raise ValueError(f"unknown split {split!r}; manifest has {list(manifest['splits'])}")
-    files = [d + "/" + f["path"] for f in manifest["splits"][split]["files"]]
+    files = [storage.join(d, f["path"]) for f in manifest["splits"][split]["files"]]
     return fs, files, manifest
 
 
@@ -118,9 +110,7 @@ def table_to_batch(table: pa.Table, static_mask_index: int | None = None) -> dic
 def _schema_problem(schema: pa.Schema, block_size: int, pair: bool, static: bool) -> str | None:
     """Why a shard with this schema cannot be read as the manifest's blocks, or None."""
     lists = ["input_ids"] + (["segment_ids"] if pair else [])
-    need = ["block_index", "length", *lists] + (["nsp_label"] if pair else []) \
-        + (["mask_positions", "mask_tokens"] if static else [])
-    missing = [c for c in need if c not in schema.names]
+    missing = [c for c in shard_format.required_columns(pair, static) if c not in schema.names]
     if missing:
         return f"no column(s) {missing} (it has {schema.names})"
     for c in lists:
@@ -211,7 +201,7 @@ class ShardReader:
             raise ShardError(f"{path}: {info.size} bytes, the manifest recorded "
                              f"{entry['bytes']} (truncated or rewritten): {_REBUILD}")
         pf = self._open(fi)
-        pair = self.manifest.get("format") in PAIR_FORMATS
+        pair = shard_format.is_pair(self.manifest.get("format"))
         problem = _schema_problem(pf.schema_arrow, self.block_size, pair, self.static_masks > 0)
         if problem is None and entry.get("blocks") not in (None, pf.metadata.num_rows):
             problem = f"{pf.metadata.num_rows} blocks, the manifest says {entry['blocks']}"

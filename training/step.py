@@ -83,7 +83,10 @@ class StepMetrics:
 
 
 def batch_to_device(batch: dict, device: torch.device | str, non_blocking: bool = True) -> dict:
-    """Move the array fields of a batch to `device` (pinned + non_blocking from CPU to CUDA)."""
+    """A copy of `batch` whose fields named in TENSOR_KEYS (numpy arrays or tensors) are
+    tensors on `device`; other fields (counts, None) are passed through unchanged. From the CPU
+    to CUDA the copy goes through pinned memory, `non_blocking`, so the host does not wait for
+    the GPU queue. Used by the train step and by finetuning (evaluation/)."""
     device = torch.device(device)
     out = {}
     for k, v in batch.items():
@@ -100,6 +103,9 @@ def batch_to_device(batch: dict, device: torch.device | str, non_blocking: bool 
 
 
 def autocast_for(device: torch.device | str, amp_dtype: torch.dtype | None = torch.bfloat16):
+    """The mixed-precision context for a forward pass on `device`: autocast to `amp_dtype`
+    (bf16 by default) on CUDA; on a CPU, or with amp_dtype None, a no-op (float32). Used by
+    the train step and by finetuning (evaluation/)."""
     device = torch.device(device)
     if device.type == "cuda" and amp_dtype is not None:
         return torch.autocast("cuda", dtype=amp_dtype)
@@ -210,6 +216,22 @@ class TrainStep:
         tokens = sum(int(mb["num_tokens"]) for mb in batches)
         nsp_seqs = sum(int(mb["nsp_labels"].shape[0]) for mb in batches
                        if mb.get("nsp_labels") is not None)
+        mlm_sum, nsp_sum = self._forward_backward(batches, masked, nsp_seqs)
+        stats, bad = self._update_stats(mlm_sum, nsp_sum)
+        lr = float(self.optimizer.param_groups[0]["lr"])    # before the schedule advances
+        device_skip = self._device_skip()
+        if device_skip:
+            self._step_on_device(bad)
+        stats_host, done = _copy_to_host(stats)
+        self._pending = PendingStep(self, stats_host, done, lr=lr, tokens=tokens, masked=masked,
+                                    nsp_seqs=nsp_seqs, micro_batches=len(batches),
+                                    device_skip=device_skip)
+        return self._pending
+
+    def _forward_backward(self, batches: list[dict], masked: int, nsp_seqs: int):
+        """Forward and backward of every micro-batch, gradients accumulated (under DDP
+        all-reduced with the last one only). Returns the summed MLM and NSP losses of the
+        update, as device scalars (reading them would be a host sync)."""
         g_masked, g_nsp, world = self._global_counts(masked, nsp_seqs)
         # DDP averages gradients over ranks; multiplying by `world` turns that into a sum, so
         # the result is the per-masked-token mean over the whole global update.
@@ -238,42 +260,39 @@ class TrainStep:
                     loss = loss + out["nsp_loss_sum"] * nsp_scale
                     nsp_sum = nsp_sum + out["nsp_loss_sum"].detach().float()
                 loss.backward()
+        return mlm_sum, nsp_sum
 
+    def _grad_norm(self) -> torch.Tensor:
+        """The gradients' total norm before clipping (clipping them when configured)."""
         if self.clip_grad_norm and self.clip_grad_norm > 0:
-            gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm, foreach=True)
-        else:
-            grads = [p.grad for p in self.params if p.grad is not None]
-            gnorm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                     if grads else torch.zeros((), device=self.device))
-        stats = torch.stack([mlm_sum, nsp_sum, gnorm.float()])
-        # 1.0 if this update must be skipped. Under DDP any rank's non-finite loss skips it on
-        # every rank: ranks that disagreed would drift apart (and then hang in different
-        # collectives at the next validation).
+            return torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad_norm, foreach=True)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        return (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                if grads else torch.zeros((), device=self.device))
+
+    def _update_stats(self, mlm_sum: torch.Tensor, nsp_sum: torch.Tensor):
+        """[mlm loss sum, nsp loss sum, grad norm, skip flag] on the device, and the skip flag
+        alone: 1.0 if this update must be skipped for a non-finite value."""
+        stats = torch.stack([mlm_sum, nsp_sum, self._grad_norm().float()])
+        # Under DDP any rank's non-finite loss skips the update on every rank: ranks that
+        # disagreed would drift apart (and then hang in different collectives at the next
+        # validation).
         bad = (~torch.isfinite(stats).all()).float()
         if self._ddp_running():
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        stats = torch.cat([stats, bad[None]])
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        device_skip = self._device_skip()
-        if device_skip:
-            # The fused AdamW kernel reads `found_inf` on the device and leaves parameters,
-            # moments and step counts untouched when it is 1 (as under GradScaler), so the update
-            # is queued before the host has seen the loss.
-            self.optimizer.found_inf = bad
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            # Assume the update is good and advance the schedule now, so a step launched before
-            # this one is read gets the next LR; result() takes it back if the update was skipped.
-            if self.scheduler is not None:
-                self.scheduler.step()
-        stats_host = stats.to("cpu", non_blocking=True) if stats.device.type == "cuda" else stats
-        done = torch.cuda.Event() if stats.device.type == "cuda" else None
-        if done is not None:
-            done.record()
-        self._pending = PendingStep(self, stats_host, done, lr=lr, tokens=tokens, masked=masked,
-                                    nsp_seqs=nsp_seqs, micro_batches=len(batches),
-                                    device_skip=device_skip)
-        return self._pending
+        return torch.cat([stats, bad[None]]), bad
+
+    def _step_on_device(self, bad: torch.Tensor) -> None:
+        """Apply the update without waiting for the host to see the loss. The fused AdamW
+        kernel reads `found_inf` on the device and leaves parameters, moments and step counts
+        untouched when it is 1 (as under GradScaler)."""
+        self.optimizer.found_inf = bad
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # Assume the update is good and advance the schedule now, so a step launched before
+        # this one is read gets the next LR; result() takes it back if the update was skipped.
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     def drain(self) -> StepMetrics | None:
         """Read the last launched update, if unread (before a checkpoint, validation, exit)."""
@@ -316,6 +335,17 @@ class TrainStep:
                 f"good updates; stopping. Lower the LR / raise warm-up, or resume from the last "
                 f"good checkpoint with another seed.")
         return metrics
+
+
+def _copy_to_host(stats: torch.Tensor):
+    """Start copying a step's stats to the host; (host tensor, CUDA event recorded after the
+    copy, or None on a CPU, where the tensor already is the host copy)."""
+    if stats.device.type != "cuda":
+        return stats, None
+    stats_host = stats.to("cpu", non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return stats_host, done
 
 
 def _rewind(scheduler) -> None:
@@ -374,5 +404,5 @@ def eval_step(model: torch.nn.Module, batch: dict,
     return float(out["mlm_loss_sum"]), int(b["num_masked"])
 
 
-__all__ = ["TrainStep", "PendingStep", "StepMetrics", "COMPILE_PRESETS", "compile_kwargs", "NonFiniteLossError", "batch_to_device", "autocast_for",
-           "eval_step", "TENSOR_KEYS"]
+__all__ = ["TrainStep", "PendingStep", "StepMetrics", "COMPILE_PRESETS", "compile_kwargs",
+           "NonFiniteLossError", "batch_to_device", "autocast_for", "eval_step", "TENSOR_KEYS"]
