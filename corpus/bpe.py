@@ -32,6 +32,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
+from corpus.sampling import unit_hash
+
 BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
 LEADING_SPECIALS = [BOS, PAD, EOS, UNK]  # ids 0..3, RoBERTa order
 BOS_ID, PAD_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -96,13 +99,6 @@ def list_documents(root: str | os.PathLike) -> tuple[pafs.FileSystem, list[str]]
 
 
 # ---------------------------------------------------------------- corpus streaming
-
-def unit_hash(key: str, salt: str) -> float:
-    """A stable number in [0, 1) for `key`: the basis of every sample/split decision."""
-    h = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
-                        person=salt.encode()[:16].ljust(16, b"\0")).digest()
-    return int.from_bytes(h, "big") / 2.0**64
-
 
 def decode_texts(col: pa.ChunkedArray | pa.Array) -> list[str | None]:
     """Python strings of a text column; None where the bytes are not valid UTF-8.
@@ -312,8 +308,6 @@ def _training_texts(fs, parts, sample_fraction: float, seed: int, batch_size: in
                     mix: dict[str, float] | None = None) -> Iterable[list[str]]:
     """Texts for the trainer. With a mixture (corpus.mixture), a sampled document is fed
     as many times as its source's weight says (chars_by_source counts every copy)."""
-    from corpus.mixture import DEFAULT_SOURCE, copies
-
     salt = f"tok-sample-{seed}"
     for i, part in enumerate(parts):
         for batch in iter_document_batches(fs, part, batch_size, optional=("corpus_name",)):
@@ -360,8 +354,6 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
     params = {"mode": "trained", "requested_vocab_size": vocab_size,
               "sample_fraction": sample_fraction, "min_frequency": min_frequency, "seed": seed,
               "inputs": [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]}
-    from corpus.mixture import parse_mix, warn_unseen_sources
-
     mix = parse_mix(mix)
     if mix:  # only then, so that tokenizers trained before mixtures existed stay valid
         params["mix"] = mix

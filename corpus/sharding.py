@@ -40,6 +40,7 @@ from tokenizers import Tokenizer
 from corpus import bpe
 from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
 from corpus.packing import FORMATS, PAIR_FORMATS, Blocks, make_packer, static_masks
+from corpus.sampling import unit_hash
 from corpus.sentences import sentence_cuts
 
 SHARDS_DIR = "shards"
@@ -62,7 +63,7 @@ def choose_dtype(vocab_size: int, dtype: str | None = None) -> np.dtype:
 
 
 def is_valid(doc_id: str, valid_fraction: float) -> bool:
-    return valid_fraction > 0 and bpe.unit_hash(str(doc_id), SPLIT_SALT) < valid_fraction
+    return valid_fraction > 0 and unit_hash(str(doc_id), SPLIT_SALT) < valid_fraction
 
 
 # ---------------------------------------------------------------- one corpus part
