@@ -12,14 +12,7 @@ is the same for any worker count. A rerun with the same parameters skips the par
 with (a part with a missing or truncated shard is redone); each file is written under a
 temporary name and renamed.
 
-Parquet schema of a shard (T = block_size; ids are uint16 when the vocabulary fits, else uint32):
-    block_index   int64                   global, dense within the split, from 0
-    input_ids     fixed_size_list<T>[T]   `<s>` ... then `<pad>`
-    length        int32                   tokens before padding
-    segment_ids   fixed_size_list<uint8>[T]     pair formats only
-    nsp_label     int8                    pair formats only (0 IsNext, 1 NotNext)
-    mask_positions  list<list<uint16>>    static masks only: K lists of positions
-    mask_tokens     list<list<ids>>       static masks only: the ids shown at those positions
+The shard schema and the formats are the contract with pretraining: runroot.shard_format.
 """
 from __future__ import annotations
 
@@ -37,16 +30,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from runroot.shard_format import (MANIFEST_VERSION, NSP_IS_NEXT, NSP_NOT_NEXT, SPLITS,
+                                  check_format, is_pair)
+
 from corpus import bpe
 from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
-from corpus.packing import FORMATS, PAIR_FORMATS, Blocks, make_packer, static_masks
+from corpus.packing import Blocks, make_packer, static_masks
 from corpus.sampling import unit_hash
 from corpus.sentences import sentence_cuts
 
 SHARDS_DIR = "shards"
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-SPLITS = ("train", "valid")
 SPLIT_SALT = "valid-split"  # independent of the packing seed: the split never moves
 DEFAULT_VALID_FRACTION = 0.01
 DEFAULT_BLOCK_SIZE = 512
@@ -154,7 +148,7 @@ def shard_part(job: dict) -> dict:
             counts[s]["documents"] += len(docs)
             counts[s]["content_tokens"] += sum(len(d[0]) for d in docs)
             p = packers[s]
-            if fmt in PAIR_FORMATS:
+            if is_pair(fmt):
                 p.add_batch(docs, np.random.default_rng(
                     [job["seed"], job["part_index"], bno, SPLITS.index(s)]))
             else:
@@ -258,8 +252,7 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     source for each split and in total (`tokens_by_source`).
     """
     t0 = time.perf_counter()
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    check_format(fmt)
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     if static_masks < 0:
@@ -410,7 +403,7 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
             for key in ("content_tokens_by_source", "documents_by_source"):
                 for source, v in e.get(key, {}).items():
                     agg.setdefault(key, {})[source] = agg.setdefault(key, {}).get(source, 0) + v
-        if params["format"] in PAIR_FORMATS:
+        if is_pair(params["format"]):
             agg["nsp"] = {"is_next": agg["blocks"] - nsp_not_next, "not_next": nsp_not_next}
         splits[s] = agg
     tokens_by_source: dict[str, int] = {}
@@ -427,8 +420,8 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
         "vocab_size": vocab_size, "tokenizer_sha256": params["tokenizer_sha256"],
         "static_masks": params["static_masks"], "seed": params["seed"],
         "valid_fraction": params["valid_fraction"],
-        "nsp_label": ({"0": "is_next", "1": "not_next"}
-                      if params["format"] in PAIR_FORMATS else None),
+        "nsp_label": ({str(NSP_IS_NEXT): "is_next", str(NSP_NOT_NEXT): "not_next"}
+                      if is_pair(params["format"]) else None),
         "splits": splits, "skipped": skipped, "mix": params.get("mix"),
         "tokens_by_source": dict(sorted(tokens_by_source.items())),
         "dropped_tokens": {},  # nothing is dropped by design; reasons would be listed here
