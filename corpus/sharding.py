@@ -27,20 +27,19 @@ import warnings
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from runroot import layout, storage
 from runroot.shard_format import (MANIFEST_VERSION, NSP_IS_NEXT, NSP_NOT_NEXT, SPLITS,
                                   check_format, is_pair)
 
 from corpus import bpe
+from corpus.documents import iter_document_batches, list_documents, part_sizes
 from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
 from corpus.packing import Blocks, make_packer, static_masks
 from corpus.sampling import unit_hash
 from corpus.sentences import sentence_cuts
 
-SHARDS_DIR = "shards"
-MANIFEST = "manifest.json"
 SPLIT_SALT = "valid-split"  # independent of the packing seed: the split never moves
 DEFAULT_VALID_FRACTION = 0.01
 DEFAULT_BLOCK_SIZE = 512
@@ -94,7 +93,7 @@ def shard_part(job: dict) -> dict:
     """Encode and pack one corpus part. Returns per split the Blocks and counts."""
     if job.get("threads"):
         os.environ.setdefault("RAYON_NUM_THREADS", str(job["threads"]))
-    fs, _ = bpe.resolve(job["root"])
+    fs, _ = storage.resolve(job["root"])
     tok = Tokenizer.from_str(job["tokenizer_json"])
     tok.encode_special_tokens = True  # "<s>" written in a document is text, not a special
     tok.no_truncation()
@@ -109,7 +108,7 @@ def shard_part(job: dict) -> dict:
     if mix:
         skipped["mixture_not_sampled"] = 0  # train documents a weight < 1 left out
     out: dict[str, list[Blocks]] = {s: [] for s in SPLITS}
-    for bno, batch in enumerate(bpe.iter_document_batches(fs, job["path"], job["batch_size"],
+    for bno, batch in enumerate(iter_document_batches(fs, job["path"], job["batch_size"],
                                                           optional=("corpus_name",))):
         by_split: dict[str, list[tuple[str, str, int]]] = {s: [] for s in SPLITS}
         for doc_id, text, source in zip(batch["doc_id"], batch["text"], batch["corpus_name"]):
@@ -195,14 +194,10 @@ def blocks_table(b: Blocks, start: int, dtype: np.dtype, k_masks: int, seed: int
     return pa.table(cols)
 
 
-def _write_table_atomic(fs, path: str, table: pa.Table, rows_per_group: int) -> int:
-    """Write a shard under a temporary name, rename it; returns its size in bytes."""
-    parent, name = path.rsplit("/", 1)
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
-    with fs.open_output_stream(tmp) as f:
-        pq.write_table(table, f, row_group_size=rows_per_group, compression="zstd")
-    fs.move(tmp, path)
+def _write_shard(fs, path: str, table: pa.Table, rows_per_group: int) -> int:
+    """Write a shard atomically; returns its size in bytes."""
+    storage.write_table_atomic(fs, path, table, row_group_size=rows_per_group,
+                               compression="zstd")
     return fs.get_file_info(path).size
 
 
@@ -211,7 +206,7 @@ def shard_damage(fs, out_dir: str, files: list[tuple[str, int | None]]) -> str |
     or None. A record says a part was written; only the file itself says it still is.
     (Sizes catch deletion and truncation; records from before sizes were kept have None.)"""
     for rel, size in files:
-        info = fs.get_file_info(bpe.join(out_dir, rel))
+        info = fs.get_file_info(storage.join(out_dir, rel))
         if info.type != pafs.FileType.File:
             return f"{rel} is missing"
         if size is not None and info.size != size:
@@ -229,9 +224,9 @@ def _params(fmt, block_size, valid_fraction, static_masks_k, seed, dtype, tok_sh
 
 
 def read_manifest(root) -> dict | None:
-    fs, base = bpe.resolve(root)
-    p = bpe.join(base, SHARDS_DIR, MANIFEST)
-    return json.loads(bpe.read_bytes(fs, p)) if bpe.exists(fs, p) else None
+    fs, base = storage.resolve(root)
+    p = storage.join(base, layout.SHARDS_MANIFEST)
+    return storage.read_json(fs, p) if storage.exists(fs, p) else None
 
 
 def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BLOCK_SIZE,
@@ -263,12 +258,10 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     mask_id = tok.token_to_id(bpe.MASK)
     id_dtype = choose_dtype(vocab_size, dtype)
-    fs, parts = bpe.list_documents(root)
-    if not parts:
-        raise ValueError(f"empty corpus: no part-*.parquet under {root}/corpus/documents")
-    _, base = bpe.resolve(root)
-    out_dir = bpe.join(base, SHARDS_DIR)
-    inputs = [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]
+    fs, parts = list_documents(root)
+    _, base = storage.resolve(root)
+    out_dir = storage.join(base, layout.SHARDS)
+    inputs = part_sizes(fs, parts)
     tok_json = tok.to_str()
     params = _params(fmt, block_size, valid_fraction, static_masks, seed, id_dtype,
                      bpe.tokenizer_sha256(tok), inputs, batch_size)
@@ -284,17 +277,17 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
         warnings.warn(f"shard-corpus: {damage} under {out_dir}; redoing the parts concerned",
                       stacklevel=2)
     if old:  # different parameters, or damaged: the old manifest must not vouch for new shards
-        fs.delete_file(bpe.join(out_dir, MANIFEST))
+        fs.delete_file(storage.join(base, layout.SHARDS_MANIFEST))
     params_sha = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
     def part_name(i):
         return f"part-{i:05d}"
 
     def done_record(i):
-        p = bpe.join(out_dir, "_parts", part_name(i) + ".json")
-        if not bpe.exists(fs, p):
+        p = storage.join(base, layout.SHARD_PARTS, part_name(i) + ".json")
+        if not storage.exists(fs, p):
             return None
-        rec = json.loads(bpe.read_bytes(fs, p))
+        rec = storage.read_json(fs, p)
         if rec.get("params_sha256") != params_sha:
             return None
         damage = shard_damage(fs, out_dir, [(e["file"], e.get("bytes"))
@@ -341,11 +334,11 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
                     table = blocks_table(b, offsets[s], id_dtype, static_masks, seed, mask_id,
                                          vocab_size)
                     rel = f"{s}/{part_name(i)}.parquet"
-                    entry["bytes"] = _write_table_atomic(fs, bpe.join(out_dir, rel), table,
-                                                         rows_per_group)
+                    entry["bytes"] = _write_shard(fs, storage.join(out_dir, rel), table, rows_per_group)
                     entry["file"] = rel
                 rec["splits"][s] = entry
-            bpe.write_json_atomic(fs, bpe.join(out_dir, "_parts", part_name(i) + ".json"), rec)
+            storage.write_json_atomic(fs, storage.join(base, layout.SHARD_PARTS,
+                                                       part_name(i) + ".json"), rec)
             records[i] = rec
             done += 1
         for s in SPLITS:
@@ -374,13 +367,13 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
 
     manifest = _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok)
     if sum(manifest["splits"][s]["blocks"] for s in SPLITS) == 0:
-        raise ValueError(f"empty corpus: no document under {root}/corpus/documents produced "
+        raise ValueError(f"empty corpus: no document under {root}/{layout.DOCUMENTS} produced "
                          f"a token (skipped: {manifest['skipped']})")
     warn_unseen_sources(mix, {src for s in SPLITS
                               for src in manifest["splits"][s].get("documents_by_source", {})},
                         "shard-corpus")
     manifest["seconds"] = round(time.perf_counter() - t0, 3)
-    bpe.write_json_atomic(fs, bpe.join(out_dir, MANIFEST), manifest)
+    storage.write_json_atomic(fs, storage.join(base, layout.SHARDS_MANIFEST), manifest)
     return manifest
 
 
