@@ -32,6 +32,7 @@ from pathlib import Path
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from runroot import storage
 from corpus import sample_text
 
 BASE_DATE = dt.datetime(2019, 1, 7, 6, 0, 0, tzinfo=dt.timezone.utc)
@@ -294,7 +295,7 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
     """Write `pages` as a gzip-per-record WARC. `corrupt_at`: index of the page whose response
     record gets a damaged gzip member (bytes flipped mid-stream)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
     def record_bytes(uri, rtype, payload: bytes, date, http_headers=None, content_type=None):
         buf = io.BytesIO()
         writer = WARCWriter(buf, gzip=True)
@@ -309,8 +310,7 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
         writer.write_record(rec)
         return buf.getvalue()
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
+    with storage.atomic_file(path) as tmp, open(tmp, "wb") as out:
         info = (b"software: roberta-pipeline corpus.sample_crawl\r\nformat: WARC File Format 1.1\r\n"
                 b"description: deterministic sample crawl for tests and demos\r\n")
         out.write(record_bytes("", "warcinfo", info + path.name.encode(), BASE_DATE,
@@ -331,7 +331,6 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
             out.write(resp)
             out.write(record_bytes(p.url, "metadata", f"fetchTimeMs: {100 + i % 900}\r\n".encode(), p.date,
                                    content_type="application/warc-fields"))
-    tmp.replace(path)
 
 
 def generate_sample(path: str | Path, seed: int = 0) -> list[Page]:
