@@ -145,6 +145,42 @@ def _load(fs, shards: list[str]):
     return metas, sigs
 
 
+def _rank_order(meta: pa.Table | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows in rank order, doc_id of each row): earliest crawl date (unknown last),
+    then smallest doc_id, then input and offset (for the same record given twice)."""
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, object)
+    doc_ids = np.asarray(meta.column("doc_id").to_pylist(), dtype=object)
+    dates = meta.column("crawl_date").cast(pa.int64()).fill_null(NO_DATE).to_numpy()
+    inputs = np.asarray(meta.column("input_id").to_pylist(), dtype=object)
+    offsets = meta.column("source_offset").to_numpy()
+    return np.lexsort((offsets, inputs.astype(str), doc_ids.astype(str), dates)), doc_ids
+
+
+def _key_codes(values) -> np.ndarray:
+    """Strings -> small ints, for a fast numeric sort."""
+    return np.unique(np.asarray(values, dtype=str), return_inverse=True)[1] if len(values) else \
+        np.zeros(0, np.int64)
+
+
+def _exact_edges(meta: pa.Table | None, rank_order: np.ndarray,
+                 ranked_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (a, b) between exact duplicates, ranked rows: equal doc_id, content hash or
+    normalised URL."""
+    if not len(rank_order):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    hashes = np.asarray(meta.column("content_hash").to_pylist(), object)[rank_order]
+    urls = np.asarray(meta.column("url").to_pylist(), object)[rank_order]
+    edges = [
+        _group_edges(_key_codes(ranked_ids)),
+        _group_edges(_key_codes(hashes)),
+        # Imported documents may have no URL: an empty URL is no key (it joins nothing).
+        _group_edges(_key_codes([normalize_url(u) if u else f"\0no-url-{i}"
+                                 for i, u in enumerate(urls)])),
+    ]
+    return np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
+
+
 def deduplicate(root, config: CorpusConfig | None = None) -> dict:
     """Deduplicate every finished shard under `<root>/corpus/`; return the report (also
     written to `corpus/dedup_report.json`)."""
@@ -158,34 +194,11 @@ def deduplicate(root, config: CorpusConfig | None = None) -> dict:
     del sigs
     meta = pa.concat_tables(metas) if metas else None
 
-    if n:
-        doc_ids = np.asarray(meta.column("doc_id").to_pylist(), dtype=object)
-        dates = meta.column("crawl_date").cast(pa.int64()).fill_null(NO_DATE).to_numpy()
-        inputs = np.asarray(meta.column("input_id").to_pylist(), dtype=object)
-        offsets = meta.column("source_offset").to_numpy()
-        rank_order = np.lexsort((offsets, inputs.astype(str), doc_ids.astype(str), dates))
-    else:
-        doc_ids = np.zeros(0, object)
-        rank_order = np.zeros(0, np.int64)
+    rank_order, doc_ids = _rank_order(meta, n)
     ranked_ids = doc_ids[rank_order]
     ranked_sig = sig[rank_order]
     del sig
-
-    def key_codes(values) -> np.ndarray:  # strings -> small ints, for a fast numeric sort
-        return np.unique(np.asarray(values, dtype=str), return_inverse=True)[1] if len(values) else \
-            np.zeros(0, np.int64)
-
-    exact_edges = [
-        _group_edges(key_codes(ranked_ids)),
-        _group_edges(key_codes(np.asarray(meta.column("content_hash").to_pylist(), object)[rank_order]
-                               if n else [])),
-        # Imported documents may have no URL: an empty URL is no key (it joins nothing).
-        _group_edges(key_codes([normalize_url(u) if u else f"\0no-url-{i}" for i, u in
-                                enumerate(np.asarray(meta.column("url").to_pylist(), object)[rank_order])]
-                               if n else [])),
-    ]
-    ea = np.concatenate([e[0] for e in exact_edges]) if n else np.zeros(0, np.int64)
-    eb = np.concatenate([e[1] for e in exact_edges]) if n else np.zeros(0, np.int64)
+    ea, eb = _exact_edges(meta, rank_order, ranked_ids)
     bands, rows = lsh_params(cfg.dedup_threshold, cfg.num_perm)
     na, nb = near_duplicate_pairs(ranked_sig, cfg.dedup_threshold, bands, rows) if n else (ea[:0], eb[:0])
 
