@@ -204,7 +204,8 @@ def load_info(root: str | os.PathLike) -> dict | None:
     return storage.read_json(fs, p) if storage.exists(fs, p) else None
 
 
-# ---------------------------------------------------------------- public entry points
+# ---------------------------------------------------------------- training on the corpus
+# (shared with corpus.char_bpe)
 
 def training_texts(fs, parts, sample_fraction: float, seed: int, batch_size: int,
                    stats: dict, progress: Progress | None,
@@ -252,6 +253,8 @@ def train_on_corpus(root: str | os.PathLike, tok: Tokenizer, trainer, fs, parts:
     return {"params": params, "corpus_parts": len(parts), "train_seconds": round(seconds, 3),
             **stats}
 
+
+# ---------------------------------------------------------------- public entry points
 
 def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZE,
                     sample_fraction: float = 1.0, min_frequency: int = 2, seed: int = 0,

@@ -34,7 +34,6 @@ from tokenizers import Tokenizer
 from runroot import layout, storage
 from runroot.shard_format import (MANIFEST_VERSION, NSP_IS_NEXT, NSP_NOT_NEXT, SPLITS,
                                   check_format, is_pair)
-
 from corpus import bpe
 from corpus.documents import iter_document_batches, list_documents, part_sizes
 from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
@@ -283,10 +282,11 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
         blocks_table, dtype=id_dtype, k_masks=static_masks, seed=seed, mask_id=mask_id,
         vocab_size=vocab_size))
     todo = [i for i in range(len(parts)) if i not in writer.records]
+    tok_json = tok.to_str()
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = {i: {"root": os.fspath(root), "path": parts[i], "part_index": i,
-                "tokenizer_json": tok.to_str(), "dtype": id_dtype.str, "format": fmt,
+                "tokenizer_json": tok_json, "dtype": id_dtype.str, "format": fmt,
                 "block_size": block_size, "valid_fraction": valid_fraction, "seed": seed,
                 "batch_size": batch_size, "threads": threads if workers > 1 else None,
                 "mix": mix}
