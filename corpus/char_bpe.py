@@ -16,13 +16,12 @@ and `tokenizer_config.json` names `PreTrainedTokenizerFast`, not the byte-level
 """
 from __future__ import annotations
 
-import json
 import os
-import time
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from corpus import bpe
+from corpus.documents import list_documents, part_sizes
 
 SUBWORD_PREFIX = "##"
 DEFAULT_VOCAB_SIZE = 30000          # BERT's vocabulary (paper §4.4)
@@ -54,62 +53,29 @@ def train_char_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCA
     if vocab_size < 64:
         raise ValueError(f"vocab_size {vocab_size} is too small for a character-level BPE")
     limit_alphabet = limit_alphabet or min(1000, vocab_size // 2)
-    fs, parts = bpe.list_documents(root)
-    if not parts:
-        raise ValueError(f"empty corpus: no part-*.parquet under {root}/corpus/documents")
+    fs, parts = list_documents(root)
     params = {"mode": "trained", "kind": KIND, "requested_vocab_size": vocab_size,
               "min_frequency": min_frequency, "limit_alphabet": limit_alphabet,
-              "sample_fraction": sample_fraction, "seed": seed,
-              "inputs": [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]}
+              "sample_fraction": sample_fraction, "seed": seed, "inputs": part_sizes(fs, parts)}
     old = bpe.load_info(root)
     if old and not overwrite and old.get("params") == params:
         return old
-    stats = {"documents": 0, "chars": 0, "skipped_empty": 0, "skipped_invalid_utf8": 0}
     tok = Tokenizer(models.BPE(unk_token=bpe.UNK, continuing_subword_prefix=SUBWORD_PREFIX))
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - 1, min_frequency=min_frequency, show_progress=False,
         special_tokens=bpe.LEADING_SPECIALS, limit_alphabet=limit_alphabet,
         continuing_subword_prefix=SUBWORD_PREFIX)
-    t0 = time.perf_counter()
-    tok.train_from_iterator(bpe._training_texts(fs, parts, sample_fraction, seed, batch_size,
-                                                stats, progress), trainer)
-    seconds = time.perf_counter() - t0
-    if stats["documents"] == 0:
-        raise ValueError(f"empty corpus: no non-empty documents under {root}/corpus/documents")
+    info = bpe.train_on_corpus(root, tok, trainer, fs, parts, params, sample_fraction, seed,
+                               batch_size, progress)
     tok.add_special_tokens([AddedToken(bpe.MASK, lstrip=True, rstrip=False, normalized=False,
                                        special=True)])
     tok = _configure(tok)
-    bpe._check_specials(tok, "character-level tokenizer")
-    return _save(root, tok, {"params": params, "corpus_parts": len(parts),
-                             "train_seconds": round(seconds, 3), **stats})
-
-
-def _save(root, tok: Tokenizer, info: dict) -> dict:
-    fs, base = bpe.resolve(root)
-    d = bpe.join(base, bpe.TOKENIZER_DIR)
-    vocab = bpe.full_vocab(tok)
-    info = dict(info, kind=KIND, vocab_size=len(vocab), mask_id=vocab[bpe.MASK],
-                bos_id=bpe.BOS_ID, pad_id=bpe.PAD_ID, eos_id=bpe.EOS_ID, unk_id=bpe.UNK_ID,
-                tokenizer_sha256=bpe.tokenizer_sha256(tok), version=bpe.INFO_VERSION,
-                files=["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
-                       "special_tokens_map.json"])
-    if bpe.exists(fs, bpe.join(d, bpe.INFO_FILE)):
-        fs.delete_file(bpe.join(d, bpe.INFO_FILE))
-    bpe.write_bytes_atomic(fs, bpe.join(d, "tokenizer.json"), tok.to_str(pretty=True).encode())
-    bpe.write_bytes_atomic(fs, bpe.join(d, "vocab.json"), json.dumps(
-        dict(sorted(vocab.items(), key=lambda kv: kv[1])), ensure_ascii=False).encode())
-    bpe.write_bytes_atomic(fs, bpe.join(d, "merges.txt"), (
-        "#version: 0.2\n" + "\n".join(bpe.model_merges(tok)) + "\n").encode())
-    specials = {"bos_token": bpe.BOS, "eos_token": bpe.EOS, "sep_token": bpe.EOS,
-                "cls_token": bpe.BOS, "unk_token": bpe.UNK, "pad_token": bpe.PAD,
-                "mask_token": bpe.MASK}
-    bpe.write_json_atomic(fs, bpe.join(d, "special_tokens_map.json"), specials)
-    bpe.write_json_atomic(fs, bpe.join(d, "tokenizer_config.json"),
-                          dict(specials, tokenizer_class="PreTrainedTokenizerFast",
-                               model_max_length=512))
-    bpe.write_json_atomic(fs, bpe.join(d, bpe.INFO_FILE), info)
-    return info
+    bpe.check_specials(tok, "character-level tokenizer")
+    # tokenizer.json describes it fully; not the byte-level class of roberta-base.
+    return bpe.save_tokenizer(root, tok, dict(info, kind=KIND),
+                              {"tokenizer_class": "PreTrainedTokenizerFast",
+                               "model_max_length": 512})
 
 
 __all__ = ["train_char_tokenizer", "DEFAULT_VOCAB_SIZE", "SUBWORD_PREFIX"]

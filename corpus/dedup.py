@@ -25,7 +25,6 @@ permutations and hash), and the band/row split comes from datasketch's optimiser
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 
@@ -35,8 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from corpus import storage
+from runroot import layout, storage
 from corpus.config import CorpusConfig
+from corpus.schema import document_schema
 from corpus.urls import normalize_url
 
 NO_DATE = np.iinfo(np.int64).max  # unknown crawl dates rank last
@@ -122,12 +122,12 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _list_shards(fs: pafs.FileSystem, base: str) -> list[str]:
     """Finished shards only: those whose manifest exists (the manifest is written last)."""
-    sel = pafs.FileSelector(storage.join(base, "corpus", "shards"), allow_not_found=True)
+    sel = pafs.FileSelector(storage.join(base, layout.CORPUS_SHARDS), allow_not_found=True)
     out = []
     for info in fs.get_file_info(sel):
         name = info.base_name
         if name.endswith(".parquet") and not name.startswith("."):
-            manifest = storage.join(base, "corpus", "manifests", name[:-len(".parquet")] + ".json")
+            manifest = storage.join(base, layout.input_manifest(name[:-len(".parquet")]))
             if storage.exists(fs, manifest):
                 out.append(info.path)
     return sorted(out)
@@ -145,6 +145,42 @@ def _load(fs, shards: list[str]):
     return metas, sigs
 
 
+def _rank_order(meta: pa.Table | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows in rank order, doc_id of each row): earliest crawl date (unknown last),
+    then smallest doc_id, then input and offset (for the same record given twice)."""
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, object)
+    doc_ids = np.asarray(meta.column("doc_id").to_pylist(), dtype=object)
+    dates = meta.column("crawl_date").cast(pa.int64()).fill_null(NO_DATE).to_numpy()
+    inputs = np.asarray(meta.column("input_id").to_pylist(), dtype=object)
+    offsets = meta.column("source_offset").to_numpy()
+    return np.lexsort((offsets, inputs.astype(str), doc_ids.astype(str), dates)), doc_ids
+
+
+def _key_codes(values) -> np.ndarray:
+    """Strings -> small ints, for a fast numeric sort."""
+    return np.unique(np.asarray(values, dtype=str), return_inverse=True)[1] if len(values) else \
+        np.zeros(0, np.int64)
+
+
+def _exact_edges(meta: pa.Table | None, rank_order: np.ndarray,
+                 ranked_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (a, b) between exact duplicates, ranked rows: equal doc_id, content hash or
+    normalised URL."""
+    if not len(rank_order):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    hashes = np.asarray(meta.column("content_hash").to_pylist(), object)[rank_order]
+    urls = np.asarray(meta.column("url").to_pylist(), object)[rank_order]
+    edges = [
+        _group_edges(_key_codes(ranked_ids)),
+        _group_edges(_key_codes(hashes)),
+        # Imported documents may have no URL: an empty URL is no key (it joins nothing).
+        _group_edges(_key_codes([normalize_url(u) if u else f"\0no-url-{i}"
+                                 for i, u in enumerate(urls)])),
+    ]
+    return np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
+
+
 def deduplicate(root, config: CorpusConfig | None = None) -> dict:
     """Deduplicate every finished shard under `<root>/corpus/`; return the report (also
     written to `corpus/dedup_report.json`)."""
@@ -158,34 +194,11 @@ def deduplicate(root, config: CorpusConfig | None = None) -> dict:
     del sigs
     meta = pa.concat_tables(metas) if metas else None
 
-    if n:
-        doc_ids = np.asarray(meta.column("doc_id").to_pylist(), dtype=object)
-        dates = meta.column("crawl_date").cast(pa.int64()).fill_null(NO_DATE).to_numpy()
-        inputs = np.asarray(meta.column("input_id").to_pylist(), dtype=object)
-        offsets = meta.column("source_offset").to_numpy()
-        rank_order = np.lexsort((offsets, inputs.astype(str), doc_ids.astype(str), dates))
-    else:
-        doc_ids = np.zeros(0, object)
-        rank_order = np.zeros(0, np.int64)
+    rank_order, doc_ids = _rank_order(meta, n)
     ranked_ids = doc_ids[rank_order]
     ranked_sig = sig[rank_order]
     del sig
-
-    def key_codes(values) -> np.ndarray:  # strings -> small ints, for a fast numeric sort
-        return np.unique(np.asarray(values, dtype=str), return_inverse=True)[1] if len(values) else \
-            np.zeros(0, np.int64)
-
-    exact_edges = [
-        _group_edges(key_codes(ranked_ids)),
-        _group_edges(key_codes(np.asarray(meta.column("content_hash").to_pylist(), object)[rank_order]
-                               if n else [])),
-        # Imported documents may have no URL: an empty URL is no key (it joins nothing).
-        _group_edges(key_codes([normalize_url(u) if u else f"\0no-url-{i}" for i, u in
-                                enumerate(np.asarray(meta.column("url").to_pylist(), object)[rank_order])]
-                               if n else [])),
-    ]
-    ea = np.concatenate([e[0] for e in exact_edges]) if n else np.zeros(0, np.int64)
-    eb = np.concatenate([e[1] for e in exact_edges]) if n else np.zeros(0, np.int64)
+    ea, eb = _exact_edges(meta, rank_order, ranked_ids)
     bands, rows = lsh_params(cfg.dedup_threshold, cfg.num_perm)
     na, nb = near_duplicate_pairs(ranked_sig, cfg.dedup_threshold, bands, rows) if n else (ea[:0], eb[:0])
 
@@ -214,7 +227,7 @@ def deduplicate(root, config: CorpusConfig | None = None) -> dict:
         "kept_ids": sorted(ranked_ids[kept_ranked].tolist()),
         "clusters": clusters,
     }
-    storage.write_json_atomic(fs, storage.join(base, "corpus", "dedup_report.json"), report)
+    storage.write_json_atomic(fs, storage.join(base, layout.DEDUP_REPORT), report)
     return report
 
 
@@ -235,11 +248,28 @@ def _clusters(labels: np.ndarray, exact_labels: np.ndarray, ids: np.ndarray) -> 
 
 
 def _write_documents(fs, base: str, shards: list[str], sizes: list[int], keep: np.ndarray, n_parts: int) -> None:
-    """Kept rows -> part-NNNNN.parquet under a temp dir (spill per part, then sort), swapped in."""
-    corpus_dir = storage.join(base, "corpus")
-    tmp_dir = storage.join(corpus_dir, f".documents.tmp-{storage.tmp_name('x')[-8:]}")
-    spill_dir = storage.join(tmp_dir, "spill")
-    fs.create_dir(spill_dir, recursive=True)
+    """Kept rows -> part-NNNNN.parquet in a temporary folder (spill per part, then sort),
+    which then replaces `corpus/documents` whole."""
+    with storage.atomic_output(fs, storage.join(base, layout.DOCUMENTS)) as tmp_dir:
+        spill_dir = storage.join(tmp_dir, "spill")
+        fs.create_dir(spill_dir, recursive=True)
+        schema = _spill_kept_rows(fs, shards, sizes, keep, n_parts, spill_dir)
+        for p in range(n_parts):
+            spill = storage.join(spill_dir, f"{p:05d}.parquet")
+            if storage.exists(fs, spill):
+                t = pq.read_table(spill, filesystem=fs)
+                t = t.take(pc.sort_indices(t, [("doc_id", "ascending")]))
+            else:  # an empty part still exists, so part numbering never has holes
+                t = (schema or document_schema()).empty_table()
+            pq.write_table(t, storage.join(tmp_dir, f"part-{p:05d}.parquet"), filesystem=fs,
+                           compression="zstd")
+        fs.delete_dir(spill_dir)
+
+
+def _spill_kept_rows(fs, shards: list[str], sizes: list[int], keep: np.ndarray, n_parts: int,
+                     spill_dir: str) -> pa.Schema | None:
+    """Each shard's kept rows, appended to the spill file of their part (by doc_id); returns
+    the documents' schema (None when nothing was kept)."""
     writers: dict[int, pq.ParquetWriter] = {}
     schema = None
     start = 0
@@ -259,24 +289,10 @@ def _write_documents(fs, base: str, shards: list[str], sizes: list[int], keep: n
             writers[p].write_table(t.filter(pa.array(parts == p)))
     for w in writers.values():
         w.close()
-    for p in range(n_parts):
-        spill = storage.join(spill_dir, f"{p:05d}.parquet")
-        if storage.exists(fs, spill):
-            t = pq.read_table(spill, filesystem=fs)
-            t = t.take(pc.sort_indices(t, [("doc_id", "ascending")]))
-        else:  # an empty part still exists, so part numbering never has holes
-            from corpus.schema import document_schema
-            t = (schema or document_schema()).empty_table()
-        pq.write_table(t, storage.join(tmp_dir, f"part-{p:05d}.parquet"), filesystem=fs, compression="zstd")
-    fs.delete_dir(spill_dir)
-    final = storage.join(corpus_dir, "documents")
-    if storage.exists(fs, final):
-        fs.delete_dir(final)
-    fs.move(tmp_dir, final)
+    return schema
 
 
 def read_report(root) -> dict:
     fs, base = storage.resolve(root)
-    with fs.open_input_stream(storage.join(base, "corpus", "dedup_report.json")) as f:
-        return json.loads(f.read())
+    return storage.read_json(fs, storage.join(base, layout.DEDUP_REPORT))
 

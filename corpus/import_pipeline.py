@@ -24,29 +24,22 @@ damage (a truncated compressed file) marks the manifest `damaged`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
-import time
-from collections import Counter
 from typing import Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from corpus import outcomes, storage
+from runroot import storage
+from corpus import outcomes
 from corpus.config import CorpusConfig
 from corpus.hashing import MinHasher, content_hash, doc_id
 from corpus.importers import EMPTY_TEXT, READER_OUTCOMES, Columns, read_records
+from corpus.input_shard import ShardWriter, finished_manifest, input_id_from_name, output_paths
 from corpus.langid import identify, is_wanted
-from corpus.warc_file import _remove_stale_temps, finished_manifest, output_paths
 from corpus.quality import RULES, quality_rejection
 from corpus.schema import shard_schema
 from corpus.urls import host_of
 
-MANIFEST_VERSION = 1
-ROWS_PER_BATCH = 1000
 MAX_ERRORS = 1000
 IMPORT_OUTCOMES = READER_OUTCOMES + [
     "quality_too_few_words", outcomes.LANG_NOT_WANTED, outcomes.LANG_LOW_SCORE,
@@ -62,10 +55,7 @@ def import_input_id(name: str) -> str:
     """Stable, filesystem-safe id of an input: file name without its format suffixes plus
     a short hash of the full location. `enwiki-...-pages-articles1.xml.bz2` ->
     `enwiki-...-pages-articles1-1a2b3c4d`."""
-    base = str(name).rstrip("/").rsplit("/", 1)[-1]
-    base = _STRIP_SUFFIX.sub("", base)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:80] or "input"
-    return f"{safe}-{hashlib.blake2b(str(name).encode(), digest_size=4).hexdigest()}"
+    return input_id_from_name(name, _STRIP_SUFFIX)
 
 
 def input_stat(location: str | os.PathLike) -> dict:
@@ -155,88 +145,68 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
     cfg = CorpusConfig.from_dict(cfg.to_dict() | {"corpus_name": name})
     where_from = str(input_name or path)
     iid = input_id or import_input_id(where_from)
-    fs, shard, manifest_file = output_paths(out_root, iid)
     if fingerprint is None:
         fingerprint = import_fingerprint(input_stat(path), name, fmt, columns, cfg)
     if not force and (done := finished_import(out_root, iid, fingerprint)):
         return done
-    if storage.exists(fs, manifest_file):
+    out = ShardWriter(out_root, iid, where_from, shard_schema(cfg.num_perm))
+    if storage.exists(out.fs, out.manifest_file):
         # Outdated (other input content or parameters): not done while it is replaced.
-        fs.delete_file(manifest_file)
+        out.fs.delete_file(out.manifest_file)
 
-    started = time.perf_counter()
-    counts: Counter[str] = Counter()
-    errors: list[dict] = []
-    errors_not_listed = 0
-    schema = shard_schema(cfg.num_perm)
-    hasher = MinHasher(cfg.num_perm, cfg.minhash_seed, cfg.shingle_words)
-    rows: list[dict] = []
-    records = n_docs = 0
-    text_bytes = 0
-    damaged = False
-
-    fs.create_dir(shard.rpartition("/")[0], recursive=True)
-    _remove_stale_temps(fs, shard)
-    tmp_shard = storage.tmp_name(shard)
-    with pq.ParquetWriter(tmp_shard, schema, filesystem=fs, compression="zstd") as writer:
+    records = _ImportedRecords(out, cfg, where_from)
+    with out.writing():
         for rec in read_records(path, where_from, fmt, columns):
-            records += 1
-            outcome, row = rec.outcome, None
-            if outcome is None:
-                text_bytes += len(rec.text)
-                outcome, lang, score = document_outcome(rec.text, cfg)
-                if outcome == outcomes.KEPT:
-                    record_id = f"{name}:{rec.key}" if rec.key else f"{where_from}#{rec.where}"
-                    row = {
-                        "doc_id": doc_id(record_id, rec.url, ""), "url": rec.url or None,
-                        "host": host_of(rec.url) if rec.url else None, "crawl_date": None,
-                        "published": None, "title": rec.title or None, "text": rec.text,
-                        "lang": lang, "lang_score": score, "n_words": len(rec.text.split()),
-                        "content_hash": content_hash(rec.text),
-                        "source": f"{where_from}@{rec.where}", "source_offset": rec.offset,
-                        "input_id": iid, "corpus_name": name,
-                        "minhash": hasher.signature(rec.text),
-                    }
-            damaged = damaged or rec.ends_input  # e.g. a truncated compressed file
-            if rec.error:
-                if len(errors) < MAX_ERRORS:
-                    errors.append({"file": where_from, "where": rec.where, "message": rec.error})
-                else:
-                    errors_not_listed += 1
-            counts[outcome] += 1
-            if row is not None:
-                rows.append(row)
-                n_docs += 1
-                if len(rows) >= ROWS_PER_BATCH:
-                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                    rows = []
+            outcome = records.add(rec)
             if progress is not None:
-                progress(records, outcome)
-        if rows:
-            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-    storage.commit(fs, tmp_shard, shard)
+                progress(out.records, outcome)
+    if out.records == 0:
+        out.errors.append({"file": where_from, "where": "file", "message": "no records: empty input"})
+    return out.write_manifest(
+        IMPORT_OUTCOMES, kind="import", corpus_name=name, format=fmt,
+        errors_not_listed=records.errors_not_listed, damaged=records.damaged,
+        fingerprint=fingerprint, text_chars=records.text_chars, config=cfg.to_dict())
 
-    if records == 0:
-        errors.append({"file": where_from, "where": "file", "message": "no records: empty input"})
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "kind": "import",
-        "corpus_name": name,
-        "format": fmt,
-        "input_id": iid,
-        "input": where_from,
-        "shard": f"corpus/shards/{iid}.parquet",
-        "records_read": records,
-        "documents": n_docs,
-        "counts": {k: counts.get(k, 0) for k in IMPORT_OUTCOMES} | dict(counts),
-        "errors": errors,
-        "errors_not_listed": errors_not_listed,
-        "damaged": damaged,
-        "fingerprint": fingerprint,
-        "text_chars": text_bytes,
-        "config": cfg.to_dict(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    assert sum(manifest["counts"].values()) == records, "an outcome was lost"
-    storage.write_json_atomic(fs, manifest_file, manifest)
-    return manifest
+
+class _ImportedRecords:
+    """The records of one input on their way into its shard: each one's outcome, the row of
+    each kept document, and what the manifest says about the input as a whole."""
+
+    def __init__(self, out: ShardWriter, cfg: CorpusConfig, where_from: str):
+        self.out, self.cfg, self.where_from = out, cfg, where_from
+        self.hasher = MinHasher(cfg.num_perm, cfg.minhash_seed, cfg.shingle_words)
+        self.text_chars = 0
+        self.damaged = False        # the stream ended in damage, e.g. a truncated compressed file
+        self.errors_not_listed = 0  # beyond MAX_ERRORS
+
+    def add(self, rec) -> str:
+        """Count one record (and write its row if it is kept); returns its outcome."""
+        outcome, row = rec.outcome, None
+        if outcome is None:
+            self.text_chars += len(rec.text)
+            outcome, lang, score = document_outcome(rec.text, self.cfg)
+            if outcome == outcomes.KEPT:
+                row = self._row(rec, lang, score)
+        self.damaged = self.damaged or rec.ends_input
+        if rec.error:
+            if len(self.out.errors) < MAX_ERRORS:
+                self.out.errors.append({"file": self.where_from, "where": rec.where,
+                                        "message": rec.error})
+            else:
+                self.errors_not_listed += 1
+        self.out.add(outcome, row)
+        return outcome
+
+    def _row(self, rec, lang: str, score: float) -> dict:
+        name = self.cfg.corpus_name
+        record_id = f"{name}:{rec.key}" if rec.key else f"{self.where_from}#{rec.where}"
+        return {
+            "doc_id": doc_id(record_id, rec.url, ""), "url": rec.url or None,
+            "host": host_of(rec.url) if rec.url else None, "crawl_date": None,
+            "published": None, "title": rec.title or None, "text": rec.text,
+            "lang": lang, "lang_score": score, "n_words": len(rec.text.split()),
+            "content_hash": content_hash(rec.text),
+            "source": f"{self.where_from}@{rec.where}", "source_offset": rec.offset,
+            "input_id": self.out.input_id, "corpus_name": name,
+            "minhash": self.hasher.signature(rec.text),
+        }

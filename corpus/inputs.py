@@ -19,7 +19,6 @@ import fnmatch
 import glob
 import gzip
 import http.client
-import os
 import re
 import time
 import urllib.error
@@ -28,6 +27,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+from runroot import storage
 
 CC_BASE_URL = "https://data.commoncrawl.org"
 WARC_SUFFIXES = (".warc", ".warc.gz")
@@ -254,7 +255,9 @@ def fetch(source: WarcSource, dest_dir: Path, retries: int = 4, backoff_s: float
     """Stream a remote WARC to `dest_dir/<input_id>.<ext>`, verified, atomically renamed.
 
     Already-fetched files (final name present) are reused: the rename happens only after
-    verification, so a final name always means a complete file.
+    verification, so a final name always means a complete file. The temporary files of
+    fetches that were killed are removed; a concurrent live fetch's is left alone
+    (runroot.storage).
     """
     if not source.is_remote:
         path = Path(source.location.removeprefix("file://"))
@@ -266,51 +269,22 @@ def fetch(source: WarcSource, dest_dir: Path, retries: int = 4, backoff_s: float
     final = dest_dir / f"{source.input_id}{ext}"
     if final.exists():
         return final
-    remove_stale_parts(final)
-    tmp = final.with_name(final.name + f".part-{os.getpid()}")
     last: Exception | None = None
     for attempt in range(retries + 1):
         try:
-            _stream_to(source.location, tmp, timeout_s, progress)
-            if ext == ".warc.gz":
-                verify_gzip(tmp)
-            os.replace(tmp, final)
+            with storage.atomic_file(final) as tmp:
+                _stream_to(source.location, tmp, timeout_s, progress)
+                if ext == ".warc.gz":
+                    verify_gzip(tmp)
             return final
         except Exception as exc:  # noqa: BLE001 - classified by _retryable
             last = exc
-            tmp.unlink(missing_ok=True)
             if isinstance(exc, urllib.error.HTTPError) and exc.code == 404:
                 raise InputError(f"not found (404): {source.location}") from exc
             if not _retryable(exc) or attempt == retries:
                 break
             _backoff(attempt, backoff_s)
     raise DownloadError(f"giving up on {source.location} after {retries + 1} tries: {last}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def remove_stale_parts(final: Path) -> list[Path]:
-    """Delete `<final>.part-<pid>` files left by fetches that were killed (their process is
-    gone); a part file of a live process (a concurrent fetch of the same target on this
-    machine) is left alone. Returns the removed paths."""
-    removed = []
-    for part in final.parent.glob(glob.escape(final.name) + ".part-*"):
-        pid = part.name.rsplit(".part-", 1)[1]
-        if pid.isdigit() and _pid_alive(int(pid)):  # ours is overwritten anyway
-            continue
-        part.unlink(missing_ok=True)
-        removed.append(part)
-    return removed
 
 
 def _stream_to(uri: str, tmp: Path, timeout_s: float,
@@ -351,5 +325,4 @@ def remove_download(path: Path, dest_dir: Path) -> None:
 
 
 __all__ = ["CC_BASE_URL", "DownloadError", "InputError", "WarcSource", "cc_news_urls",
-           "fetch", "month_range", "remove_download", "remove_stale_parts", "resolve_inputs",
-           "verify_gzip"]
+           "fetch", "month_range", "remove_download", "resolve_inputs", "verify_gzip"]

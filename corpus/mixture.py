@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from corpus.bpe import unit_hash
+from corpus.sampling import unit_hash
 
 DEFAULT_SOURCE = "cc-news"  # documents of corpora built before the corpus_name column
 

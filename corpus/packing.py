@@ -32,11 +32,10 @@ the separators are exactly the documents' tokens, in order.
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
-FORMATS = ("full-sentences", "doc-sentences", "segment-pair", "sentence-pair")
-PAIR_FORMATS = ("segment-pair", "sentence-pair")
-NSP_IS_NEXT, NSP_NOT_NEXT = 0, 1
+from runroot.shard_format import NSP_IS_NEXT, NSP_NOT_NEXT, check_format, is_pair
 
 
 @dataclasses.dataclass
@@ -216,15 +215,10 @@ class PairPacker:
 
 
 def make_packer(fmt: str, block_size: int, bos_id: int, eos_id: int, pad_id: int, dtype):
-    if fmt == "full-sentences":
-        return SentencePacker(block_size, bos_id, eos_id, pad_id, True, dtype)
-    if fmt == "doc-sentences":
-        return SentencePacker(block_size, bos_id, eos_id, pad_id, False, dtype)
-    if fmt == "segment-pair":
-        return PairPacker(block_size, bos_id, eos_id, pad_id, False, dtype)
-    if fmt == "sentence-pair":
-        return PairPacker(block_size, bos_id, eos_id, pad_id, True, dtype)
-    raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+    """The packer of one of the formats of runroot.shard_format."""
+    if is_pair(check_format(fmt)):
+        return PairPacker(block_size, bos_id, eos_id, pad_id, fmt == "sentence-pair", dtype)
+    return SentencePacker(block_size, bos_id, eos_id, pad_id, fmt == "full-sentences", dtype)
 
 
 # ---------------------------------------------------------------- static masking

@@ -32,6 +32,7 @@ from pathlib import Path
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from runroot import storage
 from corpus import sample_text
 
 BASE_DATE = dt.datetime(2019, 1, 7, 6, 0, 0, tzinfo=dt.timezone.utc)
@@ -143,62 +144,103 @@ def url_variant(url: str, k: int) -> str:
 def sample_pages(seed: int = 0) -> list[Page]:
     """Every page of the bundled sample, in crawl order (shuffled, as a crawl interleaves hosts)."""
     rng = random.Random(seed)
-    t = lambda minutes: BASE_DATE + dt.timedelta(minutes=minutes)  # noqa: E731
-    pages: list[Page] = []
+    articles = _english_articles()
+    pages = [Page(a.url, render_article(a.host, a.title, a.paras, a.date, "en").encode(), a.date)
+             for a in articles]
+    # One random stream, drawn in this order, so that the sample stays byte-identical.
+    pages += _boilerplate_pages(rng)
+    pages += _foreign_pages(rng)
+    pages += _copies_of_articles(articles, pages[:len(articles)], rng)
+    pages += _pages_without_a_document()
+    pages += _pages_hard_to_read(articles)
+    rng.shuffle(pages)
+    return pages
+
+
+@dataclass
+class _Article:
+    url: str
+    host: str
+    title: str
+    paras: list[str]
+    date: dt.datetime
+
+
+def _minutes_after_base(minutes: int) -> dt.datetime:
+    return BASE_DATE + dt.timedelta(minutes=minutes)
+
+
+def _english_articles() -> list[_Article]:
     articles = []
     for i, (title, paras) in enumerate(english_pool()):
         host = ENGLISH_SITES[i % len(ENGLISH_SITES)]
-        url = f"https://{host}/news/2019/01/{slug(title)}"
-        date = t(10 * i)
-        articles.append((url, host, title, paras, date))
-        pages.append(Page(url, render_article(host, title, paras, date, "en").encode(), date))
+        articles.append(_Article(f"https://{host}/news/2019/01/{slug(title)}", host, title, paras,
+                                 _minutes_after_base(10 * i)))
+    return articles
 
-    for k in range(12):  # boilerplate-only pages
+
+def _boilerplate_pages(rng: random.Random) -> list[Page]:
+    pages = []
+    for k in range(12):
         host = ENGLISH_SITES[k % len(ENGLISH_SITES)]
         section = NAV[1 + k % (len(NAV) - 1)]
         pages.append(Page(f"https://{host}/{section.lower()}/?page={k}",
                           render_section_front(host, section, rng.sample(RELATED, 6)).encode(),
-                          t(5 * k + 3), kind="boilerplate"))
+                          _minutes_after_base(5 * k + 3), kind="boilerplate"))
+    return pages
 
-    for li, lang in enumerate(sorted(sample_text.FOREIGN_SENTENCES)):  # 6 pages per language
+
+def _foreign_pages(rng: random.Random) -> list[Page]:
+    """6 pages per language; one of each without `lang`, one German page declaring English."""
+    pages = []
+    for li, lang in enumerate(sorted(sample_text.FOREIGN_SENTENCES)):
         for k in range(6):
             title, paras = sample_text.foreign_article(lang, rng)
             host = FOREIGN_SITES[lang]
             declared = None if k == 4 else ("en" if (lang == "de" and k == 5) else lang)
-            date = t(7 * (li * 6 + k) + 1)
+            date = _minutes_after_base(7 * (li * 6 + k) + 1)
             body = render_article(host, title, paras, date, declared).encode()
             pages.append(Page(f"https://{host}/artikel/{li}-{k}-{slug(title)}", body, date,
                               kind="foreign"))
+    return pages
 
+
+def _copies_of_articles(articles: list[_Article], article_pages: list[Page],
+                        rng: random.Random) -> list[Page]:
+    """An article under a wrong language, and the exact, URL-variant and near duplicates."""
     # An English article whose page wrongly declares German: must still be kept.
-    url, host, title, paras, date = articles[3]
-    pages.append(Page(f"https://{host}/intl/{slug(title)}-de",
-                      render_article(host, title + " (international edition)", paras[::-1], date, "de").encode(),
-                      date + dt.timedelta(days=1), kind="article_wrong_lang"))
+    a = articles[3]
+    pages = [Page(f"https://{a.host}/intl/{slug(a.title)}-de",
+                  render_article(a.host, a.title + " (international edition)", a.paras[::-1], a.date, "de").encode(),
+                  a.date + dt.timedelta(days=1), kind="article_wrong_lang")]
 
     for k in range(8):  # exact duplicates under other URLs (syndication); 3 dated earlier
-        url, host, title, paras, date = articles[10 + 7 * k]
-        original = next(p for p in pages if p.url == url)
+        a = articles[10 + 7 * k]
+        original = next(p for p in article_pages if p.url == a.url)
         shift = dt.timedelta(hours=-2) if k < 3 else dt.timedelta(hours=5)
         pages.append(Page(f"https://syndication.example.com/story/{1000 + k}", original.body,
-                          date + shift, kind="exact_dup"))
+                          a.date + shift, kind="exact_dup"))
 
     for k in range(5):  # the same article refetched under a URL variant, footer timestamp changed
-        url, host, title, paras, date = articles[15 + 9 * k]
-        body = render_article(host, title, paras, date, "en", footer_note=f"Generated in {k + 3} ms.")
-        pages.append(Page(url_variant(url, k), body.encode(), date + dt.timedelta(days=1),
+        a = articles[15 + 9 * k]
+        body = render_article(a.host, a.title, a.paras, a.date, "en", footer_note=f"Generated in {k + 3} ms.")
+        pages.append(Page(url_variant(a.url, k), body.encode(), a.date + dt.timedelta(days=1),
                           kind="url_dup"))
 
     for k in range(8):  # near duplicates: small edits, another host, a day later
-        url, host, title, paras, date = articles[20 + 8 * k]
-        host2 = ENGLISH_SITES[(ENGLISH_SITES.index(host) + 1) % len(ENGLISH_SITES)]
-        body = render_article(host2, title, edit_slightly(paras, rng), date, "en")
-        pages.append(Page(f"https://{host2}/world/{slug(title)}-{k}", body.encode(),
-                          date + dt.timedelta(days=1), kind="near_dup"))
+        a = articles[20 + 8 * k]
+        host2 = ENGLISH_SITES[(ENGLISH_SITES.index(a.host) + 1) % len(ENGLISH_SITES)]
+        body = render_article(host2, a.title, edit_slightly(a.paras, rng), a.date, "en")
+        pages.append(Page(f"https://{host2}/world/{slug(a.title)}-{k}", body.encode(),
+                          a.date + dt.timedelta(days=1), kind="near_dup"))
+    return pages
 
+
+def _pages_without_a_document() -> list[Page]:
+    """Non-HTML payloads, HTTP errors and redirects, empty pages."""
     host = ENGLISH_SITES[0]
-    d = t(2000)
-    pages += [  # non-HTML payloads
+    d = _minutes_after_base(2000)
+    return [
         Page(f"https://{host}/files/report.pdf", b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<<>>\n%%EOF\n",
              d, content_type="application/pdf", kind="not_html"),
         Page(f"https://{host}/api/latest.json", b'{"articles": [{"id": 1, "title": "Hello"}]}', d,
@@ -206,37 +248,35 @@ def sample_pages(seed: int = 0) -> list[Page]:
         Page(f"https://{host}/img/logo.png", bytes.fromhex("89504e470d0a1a0a0000000d49484452") + bytes(64), d,
              content_type="image/png", kind="not_html"),
         Page(f"https://{host}/static/site.css", b"body{margin:0}", d, content_type="text/css", kind="not_html"),
-    ]
-    pages += [  # HTTP errors and redirects
         Page(f"https://{host}/news/missing-story", b"<html><body><h1>Not found</h1></body></html>", d,
              status="404 Not Found", kind="status"),
         Page(f"http://{host}/news/old-path", b"", d, status="301 Moved Permanently",
              extra_headers=[("Location", f"https://{host}/news/new-path")], kind="status"),
         Page(f"https://{host}/news/broken", b"<html><body>Internal error</body></html>", d,
              status="500 Internal Server Error", kind="status"),
-    ]
-    pages += [  # empty pages
         Page(f"https://{host}/news/empty", b"", d, kind="empty"),
         Page(f"https://{host}/news/blank", b"<html><head></head><body>  </body></html>", d, kind="empty_html"),
     ]
-    # Bad charsets: cp1252 bytes declared as UTF-8, and an unknown charset name.
-    url, host, title, paras, date = articles[5]
-    mislabelled = render_article(host, "\u201cSmart quotes\u201d \u2014 " + title,
-                                 [p.replace(" the ", " the\u00a0") for p in paras], date, "en")
-    pages.append(Page(f"https://{host}/opinion/{slug(title)}-cp1252",
-                      mislabelled.encode("cp1252", errors="replace"), date + dt.timedelta(hours=3),
-                      content_type="text/html; charset=utf-8", kind="bad_charset"))
-    url, host, title, paras, date = articles[6]
-    pages.append(Page(f"https://{host}/opinion/{slug(title)}-bogus",
-                      render_article(host, title + ", revisited", paras[1:] + paras[:1], date, "en").encode(),
-                      date + dt.timedelta(hours=4), content_type="text/html; charset=x-bogus-charset",
-                      kind="bad_charset"))
-    # One huge page (3 MiB of markup), over the default size cap; compresses to a few KB.
-    huge = b"<html><body>" + b"<div><p>Live updates: scroll for more.</p></div>\n" * 64000 + b"</body></html>"
-    pages.append(Page(f"https://{host}/live/blog", huge, d, kind="huge"))
 
-    rng.shuffle(pages)
-    return pages
+
+def _pages_hard_to_read(articles: list[_Article]) -> list[Page]:
+    """Bad charsets (cp1252 bytes declared as UTF-8, an unknown charset name), then one huge
+    page (3 MiB of markup, over the default size cap; it compresses to a few KB)."""
+    a = articles[5]
+    mislabelled = render_article(a.host, "\u201cSmart quotes\u201d \u2014 " + a.title,
+                                 [p.replace(" the ", " the\u00a0") for p in a.paras], a.date, "en")
+    b = articles[6]
+    huge = b"<html><body>" + b"<div><p>Live updates: scroll for more.</p></div>\n" * 64000 + b"</body></html>"
+    return [
+        Page(f"https://{a.host}/opinion/{slug(a.title)}-cp1252",
+             mislabelled.encode("cp1252", errors="replace"), a.date + dt.timedelta(hours=3),
+             content_type="text/html; charset=utf-8", kind="bad_charset"),
+        Page(f"https://{b.host}/opinion/{slug(b.title)}-bogus",
+             render_article(b.host, b.title + ", revisited", b.paras[1:] + b.paras[:1], b.date, "en").encode(),
+             b.date + dt.timedelta(hours=4), content_type="text/html; charset=x-bogus-charset",
+             kind="bad_charset"),
+        Page(f"https://{b.host}/live/blog", huge, _minutes_after_base(2000), kind="huge"),
+    ]
 
 
 def generate_pages(n_pages: int, frac_non_english: float = 0.5, frac_duplicates: float = 0.1,
@@ -294,7 +334,7 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
     """Write `pages` as a gzip-per-record WARC. `corrupt_at`: index of the page whose response
     record gets a damaged gzip member (bytes flipped mid-stream)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+
     def record_bytes(uri, rtype, payload: bytes, date, http_headers=None, content_type=None):
         buf = io.BytesIO()
         writer = WARCWriter(buf, gzip=True)
@@ -309,8 +349,7 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
         writer.write_record(rec)
         return buf.getvalue()
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
+    with storage.atomic_file(path) as tmp, open(tmp, "wb") as out:
         info = (b"software: roberta-pipeline corpus.sample_crawl\r\nformat: WARC File Format 1.1\r\n"
                 b"description: deterministic sample crawl for tests and demos\r\n")
         out.write(record_bytes("", "warcinfo", info + path.name.encode(), BASE_DATE,
@@ -331,7 +370,6 @@ def write_warc(path: str | Path, pages: list[Page], seed: int = 0, corrupt_at: i
             out.write(resp)
             out.write(record_bytes(p.url, "metadata", f"fetchTimeMs: {100 + i % 900}\r\n".encode(), p.date,
                                    content_type="application/warc-fields"))
-    tmp.replace(path)
 
 
 def generate_sample(path: str | Path, seed: int = 0) -> list[Page]:

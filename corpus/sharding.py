@@ -12,40 +12,35 @@ is the same for any worker count. A rerun with the same parameters skips the par
 with (a part with a missing or truncated shard is redone); each file is written under a
 temporary name and renamed.
 
-Parquet schema of a shard (T = block_size; ids are uint16 when the vocabulary fits, else uint32):
-    block_index   int64                   global, dense within the split, from 0
-    input_ids     fixed_size_list<T>[T]   `<s>` ... then `<pad>`
-    length        int32                   tokens before padding
-    segment_ids   fixed_size_list<uint8>[T]     pair formats only
-    nsp_label     int8                    pair formats only (0 IsNext, 1 NotNext)
-    mask_positions  list<list<uint16>>    static masks only: K lists of positions
-    mask_tokens     list<list<ids>>       static masks only: the ids shown at those positions
+The shard schema and the formats are the contract with pretraining: runroot.shard_format.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import time
 import warnings
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from runroot import layout, storage
+from runroot.shard_format import (MANIFEST_VERSION, NSP_IS_NEXT, NSP_NOT_NEXT, SPLITS,
+                                  check_format, is_pair)
 from corpus import bpe
+from corpus.documents import iter_document_batches, list_documents, part_sizes
 from corpus.mixture import DEFAULT_SOURCE, copies, parse_mix, warn_unseen_sources
-from corpus.packing import FORMATS, PAIR_FORMATS, Blocks, make_packer, static_masks
+from corpus.packing import Blocks, make_packer, static_masks
+from corpus.sampling import unit_hash
 from corpus.sentences import sentence_cuts
 
-SHARDS_DIR = "shards"
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-SPLITS = ("train", "valid")
 SPLIT_SALT = "valid-split"  # independent of the packing seed: the split never moves
 DEFAULT_VALID_FRACTION = 0.01
 DEFAULT_BLOCK_SIZE = 512
@@ -62,7 +57,7 @@ def choose_dtype(vocab_size: int, dtype: str | None = None) -> np.dtype:
 
 
 def is_valid(doc_id: str, valid_fraction: float) -> bool:
-    return valid_fraction > 0 and bpe.unit_hash(str(doc_id), SPLIT_SALT) < valid_fraction
+    return valid_fraction > 0 and unit_hash(str(doc_id), SPLIT_SALT) < valid_fraction
 
 
 # ---------------------------------------------------------------- one corpus part
@@ -99,76 +94,93 @@ def shard_part(job: dict) -> dict:
     """Encode and pack one corpus part. Returns per split the Blocks and counts."""
     if job.get("threads"):
         os.environ.setdefault("RAYON_NUM_THREADS", str(job["threads"]))
-    fs, _ = bpe.resolve(job["root"])
-    tok = Tokenizer.from_str(job["tokenizer_json"])
-    tok.encode_special_tokens = True  # "<s>" written in a document is text, not a special
-    tok.no_truncation()
-    tok.no_padding()
-    dtype = np.dtype(job["dtype"])
-    fmt, T = job["format"], job["block_size"]
-    packers = {s: make_packer(fmt, T, bpe.BOS_ID, bpe.EOS_ID, bpe.PAD_ID, dtype) for s in SPLITS}
-    counts = {s: {"documents": 0, "content_tokens": 0, "content_tokens_by_source": {},
-                  "documents_by_source": {}} for s in SPLITS}
-    skipped = {"empty_document": 0, "invalid_utf8": 0}
-    mix = job.get("mix")
-    if mix:
-        skipped["mixture_not_sampled"] = 0  # train documents a weight < 1 left out
-    out: dict[str, list[Blocks]] = {s: [] for s in SPLITS}
-    for bno, batch in enumerate(bpe.iter_document_batches(fs, job["path"], job["batch_size"],
-                                                          optional=("corpus_name",))):
+    fs, _ = storage.resolve(job["root"])
+    part = _PartPacking(job)
+    for bno, batch in enumerate(iter_document_batches(fs, job["path"], job["batch_size"],
+                                                      optional=("corpus_name",))):
+        for s, docs in part.assign(batch).items():
+            if docs:
+                part.pack(s, docs, bno)
+    return part.result()
+
+
+class _PartPacking:
+    """One corpus part on its way into blocks, in a worker: each document assigned to a
+    split (or skipped, counted), encoded and packed; the counts per split and source."""
+
+    def __init__(self, job: dict):
+        self.job = job
+        self.tok = Tokenizer.from_str(job["tokenizer_json"])
+        self.tok.encode_special_tokens = True  # "<s>" written in a document is text, not a special
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        dtype = np.dtype(job["dtype"])
+        self.packers = {s: make_packer(job["format"], job["block_size"], bpe.BOS_ID, bpe.EOS_ID,
+                                       bpe.PAD_ID, dtype) for s in SPLITS}
+        self.counts = {s: {"documents": 0, "content_tokens": 0, "content_tokens_by_source": {},
+                           "documents_by_source": {}} for s in SPLITS}
+        self.skipped = {"empty_document": 0, "invalid_utf8": 0}
+        if job.get("mix"):
+            self.skipped["mixture_not_sampled"] = 0  # train documents a weight < 1 left out
+        self.blocks: dict[str, list[Blocks]] = {s: [] for s in SPLITS}
+
+    def assign(self, batch: dict[str, list]) -> dict[str, list[tuple[str, str, int]]]:
+        """(text, source, copies) of the batch's documents, by split."""
+        job = self.job
         by_split: dict[str, list[tuple[str, str, int]]] = {s: [] for s in SPLITS}
         for doc_id, text, source in zip(batch["doc_id"], batch["text"], batch["corpus_name"]):
             source = source or DEFAULT_SOURCE
             if text is None:
-                skipped["invalid_utf8"] += 1
+                self.skipped["invalid_utf8"] += 1
             elif not text.strip():
-                skipped["empty_document"] += 1
+                self.skipped["empty_document"] += 1
             elif is_valid(doc_id, job["valid_fraction"]):
                 by_split["valid"].append((text, source, 1))  # validation keeps the natural mix
+            elif n := copies(doc_id, source, job.get("mix"), job["seed"]):
+                by_split["train"].append((text, source, n))
             else:
-                n = copies(doc_id, source, mix, job["seed"])
-                if n:
-                    by_split["train"].append((text, source, n))
-                else:
-                    skipped["mixture_not_sampled"] += 1
-                    # 0 documents, but the source was seen (a weight-0 source is not a typo)
-                    counts["train"]["documents_by_source"].setdefault(source, 0)
-        for s in SPLITS:
-            if not by_split[s]:
+                self.skipped["mixture_not_sampled"] += 1
+                # 0 documents, but the source was seen (a weight-0 source is not a typo)
+                self.counts["train"]["documents_by_source"].setdefault(source, 0)
+        return by_split
+
+    def pack(self, s: str, docs_in: list[tuple[str, str, int]], bno: int) -> None:
+        """Encode and pack one batch's documents of split `s` (batch number `bno`)."""
+        encoded = _encode_sentences(self.tok, [t for t, _, _ in docs_in])
+        # Up-sampled documents: the first copy in place, further copies after the
+        # batch's originals, so that copies do not sit side by side in one block.
+        docs, extra = [], []
+        c = self.counts[s]
+        for d, (_, source, n) in zip(encoded, docs_in):
+            if not len(d[0]):
                 continue
-            encoded = _encode_sentences(tok, [t for t, _, _ in by_split[s]])
-            # Up-sampled documents: the first copy in place, further copies after the
-            # batch's originals, so that copies do not sit side by side in one block.
-            docs, extra = [], []
-            for d, (_, source, n) in zip(encoded, by_split[s]):
-                if not len(d[0]):
-                    continue
-                docs.append(d)
-                extra += [d] * (n - 1)
-                c = counts[s]
-                c["content_tokens_by_source"][source] = \
-                    c["content_tokens_by_source"].get(source, 0) + n * len(d[0])
-                c["documents_by_source"][source] = c["documents_by_source"].get(source, 0) + n
-            docs += extra
-            counts[s]["documents"] += len(docs)
-            counts[s]["content_tokens"] += sum(len(d[0]) for d in docs)
-            p = packers[s]
-            if fmt in PAIR_FORMATS:
-                p.add_batch(docs, np.random.default_rng(
-                    [job["seed"], job["part_index"], bno, SPLITS.index(s)]))
-            else:
-                for ids, bounds in docs:
-                    p.add_document(ids, bounds)
-            blocks = p.take()
-            if len(blocks):
-                out[s].append(blocks)
-    for s in SPLITS:
-        blocks = packers[s].take(final=True)
+            docs.append(d)
+            extra += [d] * (n - 1)
+            c["content_tokens_by_source"][source] = \
+                c["content_tokens_by_source"].get(source, 0) + n * len(d[0])
+            c["documents_by_source"][source] = c["documents_by_source"].get(source, 0) + n
+        docs += extra
+        c["documents"] += len(docs)
+        c["content_tokens"] += sum(len(d[0]) for d in docs)
+        p = self.packers[s]
+        if is_pair(self.job["format"]):
+            p.add_batch(docs, np.random.default_rng(
+                [self.job["seed"], self.job["part_index"], bno, SPLITS.index(s)]))
+        else:
+            for ids, bounds in docs:
+                p.add_document(ids, bounds)
+        blocks = p.take()
         if len(blocks):
-            out[s].append(blocks)
-        counts[s]["borrowed_tokens"] = getattr(packers[s], "borrowed_tokens", 0)
-    return {"part_index": job["part_index"], "blocks": out, "counts": counts,
-            "skipped": skipped}
+            self.blocks[s].append(blocks)
+
+    def result(self) -> dict:
+        for s in SPLITS:
+            blocks = self.packers[s].take(final=True)
+            if len(blocks):
+                self.blocks[s].append(blocks)
+            self.counts[s]["borrowed_tokens"] = getattr(self.packers[s], "borrowed_tokens", 0)
+        return {"part_index": self.job["part_index"], "blocks": self.blocks,
+                "counts": self.counts, "skipped": self.skipped}
 
 
 def _concat(blocks: list[Blocks]) -> Blocks:
@@ -200,14 +212,10 @@ def blocks_table(b: Blocks, start: int, dtype: np.dtype, k_masks: int, seed: int
     return pa.table(cols)
 
 
-def _write_table_atomic(fs, path: str, table: pa.Table, rows_per_group: int) -> int:
-    """Write a shard under a temporary name, rename it; returns its size in bytes."""
-    parent, name = path.rsplit("/", 1)
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
-    with fs.open_output_stream(tmp) as f:
-        pq.write_table(table, f, row_group_size=rows_per_group, compression="zstd")
-    fs.move(tmp, path)
+def _write_shard(fs, path: str, table: pa.Table, rows_per_group: int) -> int:
+    """Write a shard atomically; returns its size in bytes."""
+    storage.write_table_atomic(fs, path, table, row_group_size=rows_per_group,
+                               compression="zstd")
     return fs.get_file_info(path).size
 
 
@@ -216,7 +224,7 @@ def shard_damage(fs, out_dir: str, files: list[tuple[str, int | None]]) -> str |
     or None. A record says a part was written; only the file itself says it still is.
     (Sizes catch deletion and truncation; records from before sizes were kept have None.)"""
     for rel, size in files:
-        info = fs.get_file_info(bpe.join(out_dir, rel))
+        info = fs.get_file_info(storage.join(out_dir, rel))
         if info.type != pafs.FileType.File:
             return f"{rel} is missing"
         if size is not None and info.size != size:
@@ -234,9 +242,9 @@ def _params(fmt, block_size, valid_fraction, static_masks_k, seed, dtype, tok_sh
 
 
 def read_manifest(root) -> dict | None:
-    fs, base = bpe.resolve(root)
-    p = bpe.join(base, SHARDS_DIR, MANIFEST)
-    return json.loads(bpe.read_bytes(fs, p)) if bpe.exists(fs, p) else None
+    fs, base = storage.resolve(root)
+    p = storage.join(base, layout.SHARDS_MANIFEST)
+    return storage.read_json(fs, p) if storage.exists(fs, p) else None
 
 
 def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BLOCK_SIZE,
@@ -257,67 +265,24 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
     source for each split and in total (`tokens_by_source`).
     """
     t0 = time.perf_counter()
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
-    if static_masks < 0:
-        raise ValueError("static_masks must be >= 0")
-    if block_size > 65536:
-        raise ValueError("block_size above 65536 does not fit uint16 mask positions")
+    _check_arguments(fmt, valid_fraction, static_masks, block_size)
     tok = bpe.load_tokenizer(root)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     mask_id = tok.token_to_id(bpe.MASK)
     id_dtype = choose_dtype(vocab_size, dtype)
-    fs, parts = bpe.list_documents(root)
-    if not parts:
-        raise ValueError(f"empty corpus: no part-*.parquet under {root}/corpus/documents")
-    _, base = bpe.resolve(root)
-    out_dir = bpe.join(base, SHARDS_DIR)
-    inputs = [[p.rsplit("/", 1)[1], fs.get_file_info(p).size] for p in parts]
-    tok_json = tok.to_str()
+    fs, parts = list_documents(root)
     params = _params(fmt, block_size, valid_fraction, static_masks, seed, id_dtype,
-                     bpe.tokenizer_sha256(tok), inputs, batch_size)
+                     bpe.tokenizer_sha256(tok), part_sizes(fs, parts), batch_size)
     mix = parse_mix(mix)
     if mix:  # only then, so that shards written before mixtures existed stay valid
         params["mix"] = mix
-    old = read_manifest(root)
-    if old and old.get("params") == params:
-        damage = shard_damage(fs, out_dir, [(f["path"], f.get("bytes"))
-                                            for s in SPLITS for f in old["splits"][s]["files"]])
-        if damage is None:
-            return old
-        warnings.warn(f"shard-corpus: {damage} under {out_dir}; redoing the parts concerned",
-                      stacklevel=2)
-    if old:  # different parameters, or damaged: the old manifest must not vouch for new shards
-        fs.delete_file(bpe.join(out_dir, MANIFEST))
-    params_sha = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-
-    def part_name(i):
-        return f"part-{i:05d}"
-
-    def done_record(i):
-        p = bpe.join(out_dir, "_parts", part_name(i) + ".json")
-        if not bpe.exists(fs, p):
-            return None
-        rec = json.loads(bpe.read_bytes(fs, p))
-        if rec.get("params_sha256") != params_sha:
-            return None
-        damage = shard_damage(fs, out_dir, [(e["file"], e.get("bytes"))
-                                            for e in rec["splits"].values() if e["file"]])
-        if damage:
-            warnings.warn(f"shard-corpus: {damage}; redoing {part_name(i)}", stacklevel=2)
-            return None
-        return rec
-
-    records: dict[int, dict] = {}
-    todo = []
-    for i, p in enumerate(parts):
-        rec = done_record(i)
-        if rec:
-            records[i] = rec
-        else:
-            todo.append(i)
+    if old := _finished_manifest(root, params):
+        return old
+    writer = _PartWriter(root, parts, params, rows_per_group, progress, functools.partial(
+        blocks_table, dtype=id_dtype, k_masks=static_masks, seed=seed, mask_id=mask_id,
+        vocab_size=vocab_size))
+    todo = [i for i in range(len(parts)) if i not in writer.records]
+    tok_json = tok.to_str()
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = {i: {"root": os.fspath(root), "path": parts[i], "part_index": i,
@@ -326,71 +291,153 @@ def shard_corpus(root, fmt: str = "full-sentences", block_size: int = DEFAULT_BL
                 "batch_size": batch_size, "threads": threads if workers > 1 else None,
                 "mix": mix}
             for i in todo}
+    _pack_in_order(jobs, len(parts), workers, writer.finish)
 
-    offsets = {s: 0 for s in SPLITS}
-    done = len(records)
-
-    def finish(i: int, res: dict | None) -> None:
-        nonlocal done
-        if res is None:  # finished in an earlier run: its record carries its counts
-            rec = records[i]
-        else:
-            rec = {"part_index": i, "input": parts[i].rsplit("/", 1)[1],
-                   "params_sha256": params_sha, "skipped": res["skipped"], "splits": {}}
-            for s in SPLITS:
-                b = _concat(res["blocks"][s])
-                n = 0 if b.lengths is None else len(b)
-                entry = dict(res["counts"][s], blocks=n, block_index_start=offsets[s],
-                             tokens=int(b.lengths.sum()) if n else 0, file=None)
-                if n:
-                    entry["nsp_not_next"] = int(b.nsp_label.sum()) if b.nsp_label is not None else 0
-                    table = blocks_table(b, offsets[s], id_dtype, static_masks, seed, mask_id,
-                                         vocab_size)
-                    rel = f"{s}/{part_name(i)}.parquet"
-                    entry["bytes"] = _write_table_atomic(fs, bpe.join(out_dir, rel), table,
-                                                         rows_per_group)
-                    entry["file"] = rel
-                rec["splits"][s] = entry
-            bpe.write_json_atomic(fs, bpe.join(out_dir, "_parts", part_name(i) + ".json"), rec)
-            records[i] = rec
-            done += 1
-        for s in SPLITS:
-            if rec["splits"][s]["block_index_start"] != offsets[s]:
-                raise RuntimeError(f"part {i}: stale block numbering; delete {out_dir} and rerun")
-            offsets[s] += rec["splits"][s]["blocks"]
-        if progress:
-            progress("shard-corpus", done, len(parts))
-
-    if workers == 1:
-        for i in range(len(parts)):
-            finish(i, shard_part(jobs[i]) if i in jobs else None)
-    else:
-        ctx = mp.get_context("spawn")  # fork after tokenizers' threads started is unsafe
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = {}
-            window = 2 * workers  # bounded: at most this many parts' blocks in memory
-            nxt = 0
-            for i in range(len(parts)):
-                while nxt < len(parts) and len(futures) < window:
-                    if nxt in jobs:
-                        futures[nxt] = pool.submit(shard_part, jobs[nxt])
-                    nxt += 1
-                fut = futures.pop(i, None)
-                finish(i, fut.result() if fut else None)
-
-    manifest = _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok)
+    manifest = _manifest(params, writer.records, parts, vocab_size, mask_id, id_dtype)
     if sum(manifest["splits"][s]["blocks"] for s in SPLITS) == 0:
-        raise ValueError(f"empty corpus: no document under {root}/corpus/documents produced "
+        raise ValueError(f"empty corpus: no document under {root}/{layout.DOCUMENTS} produced "
                          f"a token (skipped: {manifest['skipped']})")
     warn_unseen_sources(mix, {src for s in SPLITS
                               for src in manifest["splits"][s].get("documents_by_source", {})},
                         "shard-corpus")
     manifest["seconds"] = round(time.perf_counter() - t0, 3)
-    bpe.write_json_atomic(fs, bpe.join(out_dir, MANIFEST), manifest)
+    storage.write_json_atomic(writer.fs, storage.join(writer.base, layout.SHARDS_MANIFEST),
+                              manifest)
     return manifest
 
 
-def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dict:
+def _check_arguments(fmt: str, valid_fraction: float, static_masks: int,
+                     block_size: int) -> None:
+    check_format(fmt)
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    if static_masks < 0:
+        raise ValueError("static_masks must be >= 0")
+    if block_size > 65536:
+        raise ValueError("block_size above 65536 does not fit uint16 mask positions")
+
+
+def _finished_manifest(root, params: dict) -> dict | None:
+    """The manifest of shards written with these parameters and still intact, or None. An
+    old manifest that is not returned is deleted: it must not vouch for the new shards."""
+    old = read_manifest(root)
+    if not old:
+        return None
+    fs, base = storage.resolve(root)
+    out_dir = storage.join(base, layout.SHARDS)
+    if old.get("params") == params:
+        damage = shard_damage(fs, out_dir, [(f["path"], f.get("bytes"))
+                                            for s in SPLITS for f in old["splits"][s]["files"]])
+        if damage is None:
+            return old
+        warnings.warn(f"shard-corpus: {damage} under {out_dir}; redoing the parts concerned",
+                      stacklevel=3)
+    fs.delete_file(storage.join(base, layout.SHARDS_MANIFEST))
+    return None
+
+
+def _pack_in_order(jobs: dict[int, dict], n_parts: int, workers: int,
+                   finish: Callable[[int, dict | None], None]) -> None:
+    """finish(i, what shard_part returns for job i, or None for a part without a job: it is
+    done already) for every part, in part order. With several workers the jobs run in
+    processes, at most 2 x workers parts ahead of the one being finished."""
+    if workers == 1:
+        for i in range(n_parts):
+            finish(i, shard_part(jobs[i]) if i in jobs else None)
+        return
+    ctx = mp.get_context("spawn")  # fork after tokenizers' threads started is unsafe
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = {}
+        window = 2 * workers  # bounded: at most this many parts' blocks in memory
+        nxt = 0
+        for i in range(n_parts):
+            while nxt < n_parts and len(futures) < window:
+                if nxt in jobs:
+                    futures[nxt] = pool.submit(shard_part, jobs[nxt])
+                nxt += 1
+            fut = futures.pop(i, None)
+            finish(i, fut.result() if fut else None)
+
+
+class _PartWriter:
+    """The parent's side of shard-corpus: takes the packed parts in part order, numbers
+    their blocks globally per split, writes each part's shards and then its record
+    (`shards/_parts/part-NNNNN.json`), and keeps every part's record for the manifest.
+    The records of parts finished by an earlier run with the same parameters, whose
+    shards are intact, are read at the start: those parts are not packed again."""
+
+    def __init__(self, root, parts: list[str], params: dict, rows_per_group: int, progress,
+                 to_table: Callable[[Blocks, int], pa.Table]):
+        self.fs, self.base = storage.resolve(root)
+        self.out_dir = storage.join(self.base, layout.SHARDS)
+        self.parts, self.rows_per_group, self.progress = parts, rows_per_group, progress
+        self.to_table = to_table  # blocks_table(blocks, first block index)
+        self.params_sha = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        self.offsets = {s: 0 for s in SPLITS}
+        self.records: dict[int, dict] = {}
+        for i in range(len(parts)):
+            if rec := self._done_record(i):
+                self.records[i] = rec
+        self.done = len(self.records)
+
+    def _record_path(self, i: int) -> str:
+        return storage.join(self.base, layout.SHARD_PARTS, _part_name(i) + ".json")
+
+    def _done_record(self, i: int) -> dict | None:
+        p = self._record_path(i)
+        if not storage.exists(self.fs, p):
+            return None
+        rec = storage.read_json(self.fs, p)
+        if rec.get("params_sha256") != self.params_sha:
+            return None
+        damage = shard_damage(self.fs, self.out_dir, [(e["file"], e.get("bytes"))
+                                                      for e in rec["splits"].values() if e["file"]])
+        if damage:
+            warnings.warn(f"shard-corpus: {damage}; redoing {_part_name(i)}", stacklevel=4)
+            return None
+        return rec
+
+    def finish(self, i: int, res: dict | None) -> None:
+        """Part i is packed (`res`, from shard_part) or was done before (None)."""
+        if res is None:  # finished in an earlier run: its record carries its counts
+            rec = self.records[i]
+        else:
+            rec = self.records[i] = self._write(i, res)
+            self.done += 1
+        for s in SPLITS:
+            if rec["splits"][s]["block_index_start"] != self.offsets[s]:
+                raise RuntimeError(f"part {i}: stale block numbering; delete {self.out_dir} "
+                                   "and rerun")
+            self.offsets[s] += rec["splits"][s]["blocks"]
+        if self.progress:
+            self.progress("shard-corpus", self.done, len(self.parts))
+
+    def _write(self, i: int, res: dict) -> dict:
+        """Part i's shards, then its record; returns the record."""
+        rec = {"part_index": i, "input": self.parts[i].rsplit("/", 1)[1],
+               "params_sha256": self.params_sha, "skipped": res["skipped"], "splits": {}}
+        for s in SPLITS:
+            b = _concat(res["blocks"][s])
+            n = 0 if b.lengths is None else len(b)
+            entry = dict(res["counts"][s], blocks=n, block_index_start=self.offsets[s],
+                         tokens=int(b.lengths.sum()) if n else 0, file=None)
+            if n:
+                entry["nsp_not_next"] = int(b.nsp_label.sum()) if b.nsp_label is not None else 0
+                rel = f"{s}/{_part_name(i)}.parquet"
+                entry["bytes"] = _write_shard(self.fs, storage.join(self.out_dir, rel),
+                                              self.to_table(b, self.offsets[s]),
+                                              self.rows_per_group)
+                entry["file"] = rel
+            rec["splits"][s] = entry
+        storage.write_json_atomic(self.fs, self._record_path(i), rec)
+        return rec
+
+
+def _part_name(i: int) -> str:
+    return f"part-{i:05d}"
+
+
+def _manifest(params, records, parts, vocab_size, mask_id, id_dtype) -> dict:
     skipped = {"empty_document": 0, "invalid_utf8": 0}
     splits = {}
     for s in SPLITS:
@@ -409,7 +456,7 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
             for key in ("content_tokens_by_source", "documents_by_source"):
                 for source, v in e.get(key, {}).items():
                     agg.setdefault(key, {})[source] = agg.setdefault(key, {}).get(source, 0) + v
-        if params["format"] in PAIR_FORMATS:
+        if is_pair(params["format"]):
             agg["nsp"] = {"is_next": agg["blocks"] - nsp_not_next, "not_next": nsp_not_next}
         splits[s] = agg
     tokens_by_source: dict[str, int] = {}
@@ -426,8 +473,8 @@ def _manifest(params, records, parts, vocab_size, mask_id, id_dtype, tok) -> dic
         "vocab_size": vocab_size, "tokenizer_sha256": params["tokenizer_sha256"],
         "static_masks": params["static_masks"], "seed": params["seed"],
         "valid_fraction": params["valid_fraction"],
-        "nsp_label": ({"0": "is_next", "1": "not_next"}
-                      if params["format"] in PAIR_FORMATS else None),
+        "nsp_label": ({str(NSP_IS_NEXT): "is_next", str(NSP_NOT_NEXT): "not_next"}
+                      if is_pair(params["format"]) else None),
         "splits": splits, "skipped": skipped, "mix": params.get("mix"),
         "tokens_by_source": dict(sorted(tokens_by_source.items())),
         "dropped_tokens": {},  # nothing is dropped by design; reasons would be listed here

@@ -14,23 +14,21 @@ last, so an input whose manifest exists is finished and is skipped on rerun.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import re
-import time
 from collections import Counter
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus import outcomes, storage
+from corpus import outcomes
 from corpus.config import CorpusConfig
 from corpus.extract import Extractor
 from corpus.hashing import MinHasher, content_hash, doc_id
 from corpus.html_decode import decode_html
+from corpus.input_shard import ShardWriter, finished_manifest, input_id_from_name, output_paths
 from corpus.langid import identify, is_wanted
 from corpus.prefilter import InFileDuplicates, cheap_text, declared_language, html_digest
 from corpus.quality import quality_rejection
@@ -38,48 +36,16 @@ from corpus.schema import shard_schema
 from corpus.urls import host_of, normalize_url
 from corpus.warc_reader import CORRUPT_RECORD, read_warc
 
-MANIFEST_VERSION = 1
-ROWS_PER_BATCH = 1000
-
 ProgressFn = Callable[[int, int, str], None]  # (records read, byte offset, outcome)
+
+_WARC_SUFFIXES = re.compile(r"(\.warc)?(\.gz)?$")
 
 
 def input_id_for(name: str) -> str:
     """Stable, filesystem-safe id for an input: its file name without .warc(.gz), plus a
     short hash of the full name (URL or path) so equal file names in different places differ.
     `CC-NEWS-20190101000000-00001.warc.gz` -> `CC-NEWS-20190101000000-00001-1a2b3c4d`."""
-    base = str(name).rstrip("/").rsplit("/", 1)[-1]
-    base = re.sub(r"(\.warc)?(\.gz)?$", "", base)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:80] or "input"
-    return f"{safe}-{hashlib.blake2b(str(name).encode(), digest_size=4).hexdigest()}"
-
-
-def _shard(base: str, input_id: str) -> str:
-    return storage.join(base, "corpus", "shards", f"{input_id}.parquet")
-
-
-def output_paths(out_root, input_id: str) -> tuple:
-    """(filesystem, shard path, manifest path) of one input's output under `out_root`."""
-    fs, base = storage.resolve(out_root)
-    return fs, _shard(base, input_id), _manifest(base, input_id)
-
-
-def finished_manifest(fs, shard: str, manifest_file: str) -> dict | None:
-    """The stored manifest, marked `skipped`, when this input's shard and manifest both exist
-    (the manifest is written last, so both present means the input is done)."""
-    if storage.exists(fs, manifest_file) and storage.exists(fs, shard):
-        return storage.read_json(fs, manifest_file) | {"skipped": True}
-    return None
-
-
-def _manifest(base: str, input_id: str) -> str:
-    return storage.join(base, "corpus", "manifests", f"{input_id}.json")
-
-
-def is_done(root: str | os.PathLike, input_id: str) -> bool:
-    """True when the input's shard and manifest both exist (any filesystem)."""
-    fs, base = storage.resolve(root)
-    return storage.exists(fs, _manifest(base, input_id)) and storage.exists(fs, _shard(base, input_id))
+    return input_id_from_name(name, _WARC_SUFFIXES)
 
 
 def _parse_warc_date(value: str) -> dt.datetime | None:
@@ -111,90 +77,37 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
     `<root>/corpus/manifests/<input-id>.json`; return the manifest.
 
     `input_name` is the input's identity (its URL or original path; default: the path) and
-    names it in `source` and errors (`source_name` is an alias). If the shard and manifest exist already, nothing is
-    done and the stored manifest is returned with `"skipped": True` (unless `force`).
-    Damaged records are counted and listed in `errors`; only a missing or unreadable file
-    raises (OSError naming it)."""
+    names it in `source` and errors (`source_name` is an alias). If the shard and manifest
+    exist already, nothing is done and the stored manifest is returned with
+    `"skipped": True` (unless `force`). Damaged records are counted and listed in `errors`;
+    only a missing or unreadable file raises (OSError naming it)."""
     cfg = config or CorpusConfig()
     name = str(input_name or source_name or warc_path)
     iid = input_id or input_id_for(name)
-    fs, shard, manifest_file = output_paths(out_root, iid)
-    if not force and (done := finished_manifest(fs, shard, manifest_file)):
+    if not force and (done := finished_manifest(*output_paths(out_root, iid))):
         return done
 
-    started = time.perf_counter()
-    counts: Counter[str] = Counter()
+    out = ShardWriter(out_root, iid, name, shard_schema(cfg.num_perm))
     events: Counter[str] = Counter()
-    errors: list[dict] = []
-    schema = shard_schema(cfg.num_perm)
     languages = tuple(cfg.languages)
     hasher = MinHasher(cfg.num_perm, cfg.minhash_seed, cfg.shingle_words)
     dups = InFileDuplicates()
-    rows: list[dict] = []
-    records = 0
-    n_docs = 0
-
-    fs.create_dir(shard.rpartition("/")[0], recursive=True)
-    _remove_stale_temps(fs, shard)
-    tmp_shard = storage.tmp_name(shard)
-    with open(warc_path, "rb") as f, Extractor(cfg.extract_timeout_s, cfg.timeout_mode,
-                                               cfg.favor_precision) as extractor, \
-            pq.ParquetWriter(tmp_shard, schema, filesystem=fs, compression="zstd") as writer:
-
-        def flush():
-            nonlocal rows
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                rows = []
-
+    with out.writing(), open(warc_path, "rb") as f, \
+            Extractor(cfg.extract_timeout_s, cfg.timeout_mode, cfg.favor_precision) as extractor:
         for item in read_warc(f, cfg.max_page_bytes):
-            records += 1
-            outcome = item.outcome
+            outcome, row = item.outcome, None
             if outcome is None:
-                outcome, row = _process_candidate(item, cfg, languages, name, iid, dups, extractor,
-                                                  hasher, events, errors)
-                if row is not None:
-                    rows.append(row)
-                    n_docs += 1
-                    if len(rows) >= ROWS_PER_BATCH:
-                        flush()
+                outcome, row = _process_candidate(item, cfg, languages, name, iid, dups,
+                                                  extractor, hasher, events, out.errors)
             elif outcome == CORRUPT_RECORD:
-                errors.append({"file": name, "offset": item.offset, "message": item.error})
-            counts[outcome] += 1
+                out.errors.append({"file": name, "offset": item.offset, "message": item.error})
+            out.add(outcome, row)
             if progress is not None:
-                progress(records, item.offset, outcome)
-        flush()
+                progress(out.records, item.offset, outcome)
         events["extraction_restarts"] = extractor.restarts
-    storage.commit(fs, tmp_shard, shard)
-
-    if records == 0:
-        errors.append({"file": name, "offset": 0, "message": "no WARC records: empty file"})
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "input_id": iid,
-        "input": name,
-        "shard": f"corpus/shards/{iid}.parquet",
-        "records_read": records,
-        "documents": n_docs,
-        "counts": {k: counts.get(k, 0) for k in outcomes.ALL} | dict(counts),
-        "events": dict(events),
-        "errors": errors,
-        "config": cfg.to_dict(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    assert sum(manifest["counts"].values()) == records, "an outcome was lost"
-    storage.write_json_atomic(fs, manifest_file, manifest)
-    return manifest
-
-
-def _remove_stale_temps(fs, shard: str) -> None:
-    """Temp files of an earlier run of this input that was killed before its rename."""
-    import pyarrow.fs as pafs
-
-    folder, _, name = shard.rpartition("/")
-    for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
-        if info.base_name.startswith(f".{name}.tmp-"):
-            fs.delete_file(info.path)
+    if out.records == 0:
+        out.errors.append({"file": name, "offset": 0, "message": "no WARC records: empty file"})
+    return out.write_manifest(outcomes.ALL, events=dict(events), config=cfg.to_dict())
 
 
 def _process_candidate(item, cfg: CorpusConfig, languages, name, iid, dups: InFileDuplicates,

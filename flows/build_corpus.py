@@ -33,7 +33,8 @@ def process_input(location: str, root: str, options: dict, keep_downloads: bool,
 
     No Prefect-level retries: downloads retry with backoff inside `fetch`, and damaged
     records are counted by `process_warc`, so a failure here is final for this run."""
-    from corpus.warc_file import is_done, output_paths, process_warc
+    from corpus.input_shard import is_done, output_paths
+    from corpus.warc_file import process_warc
 
     source = WarcSource(location)
     if is_done(root, source.input_id):  # rerun: finished inputs are not fetched again

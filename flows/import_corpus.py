@@ -129,8 +129,6 @@ def documents_by_source(root: str) -> dict[str, int]:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    from corpus import storage
-
     fs, base = storage.resolve(root)
     table = ds.dataset(storage.join(base, "corpus", "documents"), filesystem=fs,
                        format="parquet").to_table(columns=["corpus_name"])

@@ -72,7 +72,7 @@ def test_cc_news_listing_and_download_with_retries(tmp_path):
         assert seen[-1] == (len(warc), len(warc))
         # a second fetch reuses the verified file without touching the network
         assert fetch(WarcSource(urls[0]), tmp_path) == path and route.hits == 3
-        assert not list(tmp_path.glob("*.part-*"))
+        assert not list(tmp_path.glob(".*.tmp-*"))
 
 
 def test_truncated_and_missing_downloads_fail_cleanly(tmp_path):
@@ -90,8 +90,9 @@ def test_truncated_and_missing_downloads_fail_cleanly(tmp_path):
 
 
 def test_stale_part_files_of_killed_fetches_are_removed(tmp_path):
-    """A fetch killed mid-download (kill -9) leaves `<target>.part-<pid>`; the next fetch of
-    that target removes it once its writer process is gone, and leaves a live one's alone."""
+    """A fetch killed mid-download (kill -9) leaves `.<target>.tmp-<pid>-<random>`; the next
+    fetch of that target removes it once its writer process is gone, and leaves a live one's
+    alone."""
     import subprocess
     import sys
 
@@ -101,11 +102,11 @@ def test_stale_part_files_of_killed_fetches_are_removed(tmp_path):
     with LoopbackServer() as srv:
         srv.routes["/x/CC-NEWS-A.warc.gz"] = Route(warc)
         source = WarcSource(srv.url + "/x/CC-NEWS-A.warc.gz")
-        stale = tmp_path / f"{source.input_id}.warc.gz.part-{dead.pid}"
+        stale = tmp_path / f".{source.input_id}.warc.gz.tmp-{dead.pid}-0a1b2c3d"
         stale.write_bytes(b"half a download")
-        live = tmp_path / f"{source.input_id}.warc.gz.part-1"  # pid 1 is always alive
+        live = tmp_path / f".{source.input_id}.warc.gz.tmp-1-0a1b2c3d"  # pid 1 is always alive
         live.write_bytes(b"someone else's download")
-        other = tmp_path / "other-target.warc.gz.part-999999999"
+        other = tmp_path / ".other-target.warc.gz.tmp-999999999-0a1b2c3d"
         other.write_bytes(b"not this target")
         path = fetch(source, tmp_path, retries=0)
         assert path.read_bytes() == warc

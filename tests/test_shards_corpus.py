@@ -115,7 +115,7 @@ def test_manifest_split_rerun_and_workers(corpus_root, tmp_path):
     for doc_id, _ in _documents(a):
         ids["valid" if is_valid(doc_id, 0.1) else "train"].add(doc_id)
     assert not ids["train"] & ids["valid"]
-    assert not list((a / "shards").rglob(".tmp-*"))
+    assert not list((a / "shards").rglob(".*.tmp-*"))
 
 
 def test_rerun_redoes_parts_whose_shards_are_damaged(corpus_root, tmp_path):

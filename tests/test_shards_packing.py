@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from corpus.packing import (NSP_IS_NEXT, NSP_NOT_NEXT, PairPacker, SentencePacker,
-                            make_packer, static_masks, unit_ranges)
+from corpus.packing import PairPacker, SentencePacker, make_packer, static_masks, unit_ranges
+from runroot.shard_format import NSP_IS_NEXT, NSP_NOT_NEXT
 
 BOS, PAD, EOS = 0, 1, 2
 

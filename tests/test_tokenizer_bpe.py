@@ -38,7 +38,7 @@ def test_special_ids_and_files(trained):
         assert (d / f).is_file(), f
     vocab = json.loads((d / "vocab.json").read_text())
     assert vocab["<mask>"] == 999 and vocab["<s>"] == 0 and len(vocab) == 1000
-    assert not list(d.glob(".tmp-*"))
+    assert not list(d.glob(".*.tmp-*"))
     assert info["documents"] == len(english_documents())
 
 
