@@ -8,7 +8,7 @@ import pytest
 
 import corpus.extract
 from corpus.config import CorpusConfig
-from corpus.extract import Extractor
+from corpus.extract import Extracted, Extractor
 from corpus.html_decode import decode_html
 from corpus.warc_file import process_warc
 
