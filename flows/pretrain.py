@@ -3,8 +3,8 @@
 Thin by design: the loop is `training.loop.train`, the distribution `training.ray_launcher`.
 This module turns parameters into a `PretrainConfig`, runs the launcher from a task, and
 publishes what people read: a loss-curve PNG (also at `<root>/pretrain/<run>/loss.png`) and a
-summary table, as Prefect artifacts. `add_arguments`/`run_from_cli` make it the
-`roberta pretrain` subcommand (flows/pretrain_cli.py).
+summary table, as Prefect artifacts. The `roberta pretrain` subcommand is
+flows/cli/pretrain.py.
 """
 from __future__ import annotations
 
