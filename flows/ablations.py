@@ -121,12 +121,25 @@ def run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
         return failed_arm(settings, exc)
 
 
+def arm_pretrain_config(arm_root: Path, settings: dict, run: str):
+    """One arm's pretrain run: its scale's sizes, masking and peak lr, a checkpoint and a
+    validation only at the end (the arm's perplexity)."""
+    from training.pretrain_config import PretrainConfig
+
+    return PretrainConfig.for_run(
+        arm_root, settings["config"], run=run, steps=settings["steps"],
+        batch_size=settings["batch_size"], micro_batch_size=settings["micro_batch_size"],
+        checkpoint_every=0, keep_last=1, valid_every=0,
+        valid_batches=settings["valid_batches"], seed=settings["seed"],
+        masking=settings["masking"],
+        optim_overrides={"peak_lr": settings["lr"], "warmup_steps": settings["warmup_steps"]})
+
+
 def _run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
     from evaluation.ablations import arm_key, data_identity, settings_hash
     from evaluation.tasks import get_task
     from flows.finetune_eval import finetune_eval
-    from flows.pretrain import pretrain
-    from training.checkpoint import list_checkpoints
+    from flows.pretrain import pretrain, run_state
 
     logger = get_run_logger()
     base = Path(root)
@@ -145,20 +158,12 @@ def _run_arm(root: str, settings: dict, finetune: dict, train: dict) -> dict:
     # The run name covers the shard set's identity too: a checkpoint trained on another
     # tokenizer or corpus is never resumed or reused.
     run = f"run-{settings_hash(dict(settings, data_identity=data_identity(manifest)))}"
-    run_dir = arm_root / "pretrain" / run
-    checkpoints = list_checkpoints(run_dir)
-    if checkpoints and checkpoints[-1][0] >= settings["steps"]:
-        checkpoint = checkpoints[-1][1]
-    else:
-        out = pretrain(root=str(arm_root), config=settings["config"], steps=settings["steps"],
-                       batch_size=settings["batch_size"],
-                       micro_batch_size=settings["micro_batch_size"], workers=train["workers"],
-                       gpu=train["gpu"], address=train["address"], run=run,
-                       resume=run_dir.exists(), checkpoint_every=0, keep_last=1, valid_every=0,
-                       valid_batches=settings["valid_batches"], seed=settings["seed"],
-                       masking=settings["masking"],
-                       optim_overrides={"peak_lr": settings["lr"],
-                                        "warmup_steps": settings["warmup_steps"]},
+    config = arm_pretrain_config(arm_root, settings, run)
+    run_dir = config.run_dir
+    state, checkpoint = run_state(config, settings["steps"])
+    if state != "done":
+        out = pretrain(config=config, workers=train["workers"], gpu=train["gpu"],
+                       address=train["address"], resume=state == "resume",
                        use_ray=train["use_ray"])
         checkpoint = Path(out["checkpoint"])
     valid_loss = _last_valid_loss(run_dir)

@@ -6,6 +6,7 @@ where the run stopped; an interrupted pretrain run resumes from its last checkpo
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -13,11 +14,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.build_corpus import build_corpus
 from flows.finetune_eval import SYNTHETIC_DATA, SYNTHETIC_TASKS, finetune_eval, resolve_data_dir
-from flows.pretrain import pretrain
+from flows.pretrain import pretrain, run_state
 from flows.shard_corpus import shard_corpus_flow
 from flows.train_tokenizer import train_tokenizer_flow
 from runroot import layout
-
+from training.pretrain_config import PretrainConfig
 
 
 def stage_outputs(root: str | Path, run: str) -> dict[str, Path]:
@@ -30,24 +31,24 @@ def stage_outputs(root: str | Path, run: str) -> dict[str, Path]:
             "results": root / layout.RESULTS_TABLE}
 
 
-def pretrain_state(root: str, run: str, steps: int) -> tuple[str, Path | None]:
-    """('done', last checkpoint) | ('resume', None) | ('new', None) for a pretrain run."""
-    from training.run_checkpoints import finished_checkpoint
-
-    run_dir = layout.run_dir(root, run)
-    checkpoint = finished_checkpoint(run_dir, steps)
-    if checkpoint is not None:
-        return "done", checkpoint
-    return ("resume" if run_dir.exists() else "new"), None
+def pretrain_stage_config(root: str, config: PretrainConfig | None) -> PretrainConfig:
+    """The pretrain stage's config. The pipeline's `root` is the run root of every stage: a
+    config for another root is refused rather than trained on shards it never sees. None: the
+    base preset's run."""
+    if config is None:
+        return PretrainConfig.for_run(root, "base")
+    if os.path.abspath(config.root) != os.path.abspath(root):
+        raise ValueError(f"pretrain_config.root {config.root!r} is not the pipeline's root "
+                         f"{root!r}: every stage of a pipeline works on one run root")
+    return config
 
 
 @flow(name="pipeline")
-def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
+def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
              corpus_runner: str = "processes", workers: int | None = None,
              vocab_size: int = 50265, format: str = "full-sentences", block_size: int = 512,
-             config: str = "base", steps: int | None = None, batch_size: int | None = None,
-             micro_batch_size: int | None = None, train_workers: int = 1, gpu: bool = False,
-             address: str | None = None, run: str | None = None,
+             pretrain_config: PretrainConfig | None = None, train_workers: int = 1,
+             gpu: bool = False, address: str | None = None,
              tasks: str | None = None, data_dir: str = SYNTHETIC_DATA,
              seeds: list[int] | None = None, lrs: list[float] | None = None,
              batch_sizes: list[int] | None = None, epochs: int | None = None) -> dict:
@@ -59,9 +60,9 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
         corpus_runner, workers: build-corpus fan-out (threads | processes | ray).
         vocab_size: BPE vocabulary (RoBERTa: 50,265).
         format, block_size: shard-corpus input format and tokens per block.
-        config, steps, batch_size, micro_batch_size: pretrain model/recipe preset and sizes.
+        pretrain_config: the pretrain run (model/recipe preset, sizes, run name), on `root`
+            (default: `PretrainConfig.for_run(root, "base")`).
         train_workers, gpu, address: Ray Train workers, one GPU each, on a cluster or locally.
-        run: pretrain run name (default: the config name).
         tasks: finetune-eval tasks (`glue`, `all`, or a list such as `mrpc,squad2`; default:
             `glue`, or `sst2,squad1` with synthetic data).
         data_dir: task data directory, or `synthetic` for generated stand-in tasks.
@@ -70,8 +71,8 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
     from training.pretrain_config import resolve
 
     logger = get_run_logger()
-    run = run or config
-    done = stage_outputs(root, run)
+    cfg = pretrain_stage_config(root, pretrain_config)
+    done = stage_outputs(root, cfg.run)
     skipped = []
 
     if done["build-corpus"].exists():
@@ -88,17 +89,12 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
     else:
         shard_corpus_flow(root=root, format=format, block_size=block_size, workers=workers)
 
-    from training.pretrain_config import PretrainConfig
-
-    cfg = PretrainConfig.for_run(root, config, steps=steps, batch_size=batch_size,
-                          micro_batch_size=micro_batch_size, run=run)
-    state, checkpoint = pretrain_state(root, run, resolve(cfg, train_workers).steps)
+    state, checkpoint = run_state(cfg, resolve(cfg, train_workers).steps)
     if state == "done":
         skipped.append("pretrain")
     else:
-        out = pretrain(root=root, config=config, steps=steps, batch_size=batch_size,
-                       micro_batch_size=micro_batch_size, workers=train_workers, gpu=gpu,
-                       address=address, run=run, resume=state == "resume")
+        out = pretrain(config=cfg, workers=train_workers, gpu=gpu, address=address,
+                       resume=state == "resume")
         checkpoint = Path(out["checkpoint"])
     if skipped:
         logger.info("pipeline: already done, skipped: %s", ", ".join(skipped))
@@ -111,7 +107,7 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
                                batch_sizes=batch_sizes, epochs=epochs)
     artifacts = {name: str(path) for name, path in done.items()}
     artifacts.update(checkpoint=str(checkpoint),
-                     loss_curve=str(layout.run_dir(root, run) / layout.LOSS_PLOT),
+                     loss_curve=str(cfg.run_dir / layout.LOSS_PLOT),
                      results_chart=str(Path(root) / layout.RESULTS / "results.png"),
                      eval_data=str(eval_data))
     create_markdown_artifact(key="pipeline-artifacts", markdown="# Where everything is\n\n" +
@@ -119,4 +115,3 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
     return {"skipped": skipped, "artifacts": artifacts,
             "failed_jobs": evaluation.get("failed_jobs", 0),
             "synthetic_tasks": data_dir == SYNTHETIC_DATA}
-

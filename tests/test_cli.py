@@ -2,6 +2,7 @@
 torch (`roberta --help` stays instant); every subcommand maps errors to exit codes the same
 way (bad input 2 with `roberta <cmd>: <message>`, a failure 1 on one line, Ctrl-C 130)."""
 import argparse
+import os
 import subprocess
 import sys
 
@@ -61,3 +62,23 @@ def test_verbose_shows_the_traceback_of_a_failure(capsys):
     assert run_command(_Command(RuntimeError("boom")), argparse.Namespace(verbose=True)) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and err.endswith("roberta demo: RuntimeError: boom\n")
+
+
+def test_pretrain_checks_masking_before_prefect_starts(tmp_path_factory, tmp_path):
+    # --masking static on shards without static masks: refused by the CLI's one check of the
+    # whole config, not after Prefect (and the flow) started
+    from tests._pretrain_shards import sample_shards_root
+
+    root = sample_shards_root(tmp_path_factory.getbasetemp())
+    home = tmp_path / "prefect"
+    home.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "pretrain", "--root", str(root), "--run",
+         "static-masking", "--masking", "static", "--steps", "4", "--batch-size", "8",
+         "--no-ray"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PREFECT_HOME": str(home)})
+    assert run.returncode == EXIT_BAD_INPUT, run.stdout + run.stderr
+    assert run.stderr.startswith("roberta pretrain: ") and "no static masks" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not list(home.glob("prefect.db*"))                 # refused before Prefect started
+    assert not (root / "pretrain" / "static-masking").exists()

@@ -103,9 +103,10 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
     from training.loop import validation_batches
     from training.pretrain_config import resolve
 
-    out = pretrain(root=str(shards_root), config="tiny", steps=10, batch_size=16,
-                   micro_batch_size=8, workers=1, run="flow", checkpoint_every=5,
-                   valid_batches=2)
+    config = PretrainConfig.for_run(shards_root, "tiny", steps=10, batch_size=16,
+                                    micro_batch_size=8, run="flow", checkpoint_every=5,
+                                    valid_batches=2)
+    out = pretrain(config=config, workers=1)
     png = Path(out["loss_png"])
     assert png == shards_root / "pretrain" / "flow" / "loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -45,12 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline
     from flows.progress import cli_progress
+    from training.pretrain_config import PretrainConfig
 
+    config = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
+                                    batch_size=args.batch_size)
     with cli_progress():
         out = pipeline(inputs=args.inputs or None, root=args.root,
                        vocab_size=args.vocab_size, format=args.format,
-                       block_size=args.block_size, config=args.config, steps=args.steps,
-                       batch_size=args.batch_size, train_workers=args.train_workers,
+                       block_size=args.block_size, pretrain_config=config,
+                       train_workers=args.train_workers,
                        gpu=args.gpu, address=args.address, tasks=args.tasks,
                        data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
                        batch_sizes=args.batch_sizes, epochs=args.epochs)

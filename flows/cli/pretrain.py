@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flows.cli.common import (EXIT_OK, RunFailed, add_model_preset, add_root, key_value,
                               one_line, positive_int)
+from runroot import layout
 
 NAME = "pretrain"
 HELP = "packed blocks → RoBERTa checkpoints (Ray Train)"
@@ -77,38 +78,39 @@ def last_step(path: Path) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    from flows.pretrain import pretrain
-    from flows.progress import watch_files
-    from training.metrics_log import METRICS_FILE
-    from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve
-    from training.ray_launcher import RunExistsError, refuse_existing_run
+def pretrain_config(args: argparse.Namespace):
+    """The run's whole `PretrainConfig`, from every argument that shapes it."""
+    from training.pretrain_config import PretrainConfig
 
-    kwargs = dict(root=args.root, config=args.config, steps=args.steps,
-                  batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
-                  workers=args.workers, gpu=args.gpu, address=args.address, run=args.run,
-                  resume=args.resume, checkpoint_every=args.checkpoint_every,
-                  keep_last=args.keep_last, valid_every=args.valid_every, seed=args.seed,
-                  masking=args.masking, model_overrides=dict(args.model_set),
-                  optim_overrides=dict(args.optim_set), max_failures=args.max_failures,
-                  use_ray=args.use_ray, compile=args.compile)
-    cfg = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
-                                 batch_size=args.batch_size,
-                                 micro_batch_size=args.micro_batch_size, run=args.run,
-                                 model_overrides=dict(args.model_set),
-                                 optim_overrides=dict(args.optim_set))
-    total = resolve(cfg, args.workers if args.use_ray else 1).steps
-    refuse_existing_run(cfg.run_dir, args.resume)   # before the progress bar shows
-    metrics_path = cfg.run_dir / METRICS_FILE
+    return PretrainConfig.for_run(
+        args.root, args.config, run=args.run, steps=args.steps, batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size, checkpoint_every=args.checkpoint_every,
+        valid_every=args.valid_every, keep_last=args.keep_last, seed=args.seed,
+        masking=args.masking, model_overrides=dict(args.model_set),
+        optim_overrides=dict(args.optim_set), compile=args.compile)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flows.pretrain import check_inputs, pretrain
+    from flows.progress import watch_files
+    from training.pretrain_config import PretrainConfigError
+    from training.ray_launcher import RunExistsError
+
+    config = pretrain_config(args)
+    # Every check, before Prefect starts and before the progress bar shows.
+    total = check_inputs(config, args.workers, args.use_ray, args.resume).steps
+    metrics_path = config.run_dir / layout.METRICS
     try:
         with watch_files("optimizer updates", lambda: last_step(metrics_path), total=total):
-            out = pretrain(**kwargs)
+            out = pretrain(config=config, workers=args.workers, gpu=args.gpu,
+                           address=args.address, resume=args.resume,
+                           max_failures=args.max_failures, use_ray=args.use_ray)
     except (RunExistsError, PretrainConfigError, FileNotFoundError):
         raise
     except Exception as exc:  # training failed: the last good checkpoint stays
         raise RunFailed(f"training failed: {one_line(str(exc))} (resume from the last "
-                        f"checkpoint with --resume --run {cfg.run})") from exc
-    print_summary(cfg.run, cfg.run_dir, out)
+                        f"checkpoint with --resume --run {config.run})") from exc
+    print_summary(config.run, config.run_dir, out)
     return EXIT_OK
 
 
