@@ -80,12 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from evaluation.ablations import arms_for, parse_tables
-    from flows.ablations import ARM_FILE, ablations
+    from flows.ablations import ablations
     from flows.progress import count_files, watch_files
+    from runroot import layout
 
     total = len(arms_for(parse_tables(args.tables)))
-    with watch_files("ablation arms", count_files(Path(args.root) / "ablations",
-                                                  f"*/{ARM_FILE}"), total=total):
+    arms_done = count_files(Path(args.root) / layout.ABLATIONS, f"*/{layout.ARM_DONE}")
+    with watch_files("ablation arms", arms_done, total=total):
         out = ablations(
             root=args.root, tables=args.tables, config=args.config, steps=args.steps,
             batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
