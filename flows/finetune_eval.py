@@ -151,7 +151,7 @@ def run_jobs(jobs: list[dict], model_dir: str, data_dir: str, root: str, device:
 
 
 @flow(name="finetune-eval")
-def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
+def finetune_eval(root: str = layout.DEFAULT_ROOT, data_dir: str = "data/glue",
                   tasks: str | None = None, checkpoint: str | None = None, nightly: bool = False,
                   seeds: list[int] | None = None, lrs: list[float] | None = None,
                   batch_sizes: list[int] | None = None, epochs: int | None = None,

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from evaluation.results import paths as results_paths
 from flows.build_corpus import build_corpus
 from flows.finetune_eval import SYNTHETIC_DATA, SYNTHETIC_TASKS, finetune_eval, resolve_data_dir
 from flows.pretrain import pretrain, run_state
@@ -108,7 +109,7 @@ def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
     artifacts = {name: str(path) for name, path in done.items()}
     artifacts.update(checkpoint=str(checkpoint),
                      loss_curve=str(cfg.run_dir / layout.LOSS_PLOT),
-                     results_chart=str(Path(root) / layout.RESULTS / "results.png"),
+                     results_chart=results_paths(root)["png"],
                      eval_data=str(eval_data))
     create_markdown_artifact(key="pipeline-artifacts", markdown="# Where everything is\n\n" +
                              "\n".join(f"- **{k}**: `{v}`" for k, v in artifacts.items()))
