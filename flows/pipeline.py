@@ -69,13 +69,35 @@ def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
         data_dir: task data directory, or `synthetic` for generated stand-in tasks.
         seeds, lrs, batch_sizes, epochs: finetuning sweep overrides (default: Table 10).
     """
-    from training.pretrain_config import resolve
-
-    logger = get_run_logger()
     cfg = pretrain_stage_config(root, pretrain_config)
     done = stage_outputs(root, cfg.run)
-    skipped = []
+    skipped = corpus_stages(root, done, inputs=inputs, corpus_runner=corpus_runner,
+                            workers=workers, vocab_size=vocab_size, format=format,
+                            block_size=block_size)
+    checkpoint, finished = pretrain_stage(cfg, train_workers, gpu=gpu, address=address)
+    if finished:
+        skipped.append("pretrain")
+    if skipped:
+        get_run_logger().info("pipeline: already done, skipped: %s", ", ".join(skipped))
 
+    eval_data = resolve_data_dir(root, data_dir)   # synthetic: the stand-in tasks, written once
+    if data_dir == SYNTHETIC_DATA:
+        tasks = tasks or SYNTHETIC_TASKS
+    evaluation = finetune_eval(root=root, data_dir=str(eval_data), tasks=tasks or "glue",
+                               checkpoint=str(checkpoint), seeds=seeds, lrs=lrs,
+                               batch_sizes=batch_sizes, epochs=epochs)
+    return {"skipped": skipped,
+            "artifacts": publish_artifacts(root, done, cfg, checkpoint, eval_data),
+            "failed_jobs": evaluation.get("failed_jobs", 0),
+            "synthetic_tasks": data_dir == SYNTHETIC_DATA}
+
+
+def corpus_stages(root: str, done: dict[str, Path], *, inputs: list[str] | None,
+                  corpus_runner: str, workers: int | None, vocab_size: int, format: str,
+                  block_size: int) -> list[str]:
+    """build-corpus, train-tokenizer and shard-corpus, each unless its output is there;
+    returns the stages skipped."""
+    skipped = []
     if done["build-corpus"].exists():
         skipped.append("build-corpus")
     else:
@@ -89,23 +111,26 @@ def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
         skipped.append("shard-corpus")
     else:
         shard_corpus_flow(root=root, format=format, block_size=block_size, workers=workers)
+    return skipped
+
+
+def pretrain_stage(cfg: PretrainConfig, train_workers: int, gpu: bool,
+                   address: str | None) -> tuple[Path, bool]:
+    """(the run's final checkpoint, whether the run was already finished): trained, or
+    resumed when it was interrupted, unless it is finished."""
+    from training.pretrain_config import resolve
 
     state, checkpoint = run_state(cfg, resolve(cfg, train_workers).steps)
     if state == "done":
-        skipped.append("pretrain")
-    else:
-        out = pretrain(config=cfg, workers=train_workers, gpu=gpu, address=address,
-                       resume=state == "resume")
-        checkpoint = Path(out["checkpoint"])
-    if skipped:
-        logger.info("pipeline: already done, skipped: %s", ", ".join(skipped))
+        return checkpoint, True
+    out = pretrain(config=cfg, workers=train_workers, gpu=gpu, address=address,
+                   resume=state == "resume")
+    return Path(out["checkpoint"]), False
 
-    eval_data = resolve_data_dir(root, data_dir)   # synthetic: the stand-in tasks, written once
-    if data_dir == SYNTHETIC_DATA:
-        tasks = tasks or SYNTHETIC_TASKS
-    evaluation = finetune_eval(root=root, data_dir=str(eval_data), tasks=tasks or "glue",
-                               checkpoint=str(checkpoint), seeds=seeds, lrs=lrs,
-                               batch_sizes=batch_sizes, epochs=epochs)
+
+def publish_artifacts(root: str, done: dict[str, Path], cfg: PretrainConfig, checkpoint: Path,
+                      eval_data: Path) -> dict[str, str]:
+    """Where everything is, as a Prefect artifact; returns it."""
     artifacts = {name: str(path) for name, path in done.items()}
     artifacts.update(checkpoint=str(checkpoint),
                      loss_curve=str(cfg.run_dir / layout.LOSS_PLOT),
@@ -113,6 +138,4 @@ def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
                      eval_data=str(eval_data))
     create_markdown_artifact(key="pipeline-artifacts", markdown="# Where everything is\n\n" +
                              "\n".join(f"- **{k}**: `{v}`" for k, v in artifacts.items()))
-    return {"skipped": skipped, "artifacts": artifacts,
-            "failed_jobs": evaluation.get("failed_jobs", 0),
-            "synthetic_tasks": data_dir == SYNTHETIC_DATA}
+    return artifacts

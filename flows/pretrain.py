@@ -10,12 +10,12 @@ task, and publishes what people read: a loss-curve PNG (also at
 """
 from __future__ import annotations
 
-import base64
 import re
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from flows.artifacts import publish_png
 from runroot import layout
 from training.metrics_log import plot_loss, read_metrics, summary_rows
 from training.pretrain_config import PretrainConfig, Resolved, resolve
@@ -66,18 +66,13 @@ def _artifact_key(prefix: str, run: str) -> str:
 
 
 def publish_artifacts(run: str, summary: dict, png: Path) -> None:
-    from prefect.artifacts import (create_image_artifact, create_markdown_artifact,
-                                   create_table_artifact)
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     rows = summary_rows(summary)
     create_table_artifact(key=_artifact_key("pretrain-summary", run), table=rows,
                           description=f"pretrain run {run}")
-    data = png.read_bytes()
-    # The UI shows image artifacts by URL; a data URL keeps the run self-contained.
-    if len(data) < 2_000_000:
-        create_image_artifact(image_url="data:image/png;base64," + base64.b64encode(data).decode(),
-                              key=_artifact_key("pretrain-loss", run),
-                              description=f"loss curve of {run} ({png})")
+    publish_png(png, key=_artifact_key("pretrain-loss", run),
+                description=f"loss curve of {run} ({png})")
     table = "\n".join(f"| {r['quantity']} | {r['value']} |" for r in rows)
     create_markdown_artifact(key=_artifact_key("pretrain-report", run), markdown=(
         f"# pretrain `{run}`\n\nLoss curve: `{png}`\n\n"

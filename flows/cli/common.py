@@ -70,6 +70,15 @@ def run_command(command: ModuleType, args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
 
+def with_progress_bars(stage_flow, **parameters):
+    """Run a flow whose work runs in this process with the CLI's progress bars, fed by the
+    libraries' progress callbacks (flows/progress.py: StageProgress)."""
+    from flows.progress import cli_progress
+
+    with cli_progress():
+        return stage_flow(**parameters)
+
+
 # ---------------------------------------------------------------- argument types
 
 def int_at_least(minimum: int):

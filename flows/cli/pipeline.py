@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_model_preset, add_root, add_sweep,
-                              positive_int)
+                              positive_int, with_progress_bars)
 
 NAME = "pipeline"
 HELP = "all five stages, each skipped when already done"
-DESCRIPTION = ("build-corpus → train-tokenizer → shard-corpus → pretrain → finetune-eval under "
-               "one run root; a rerun skips finished stages and resumes an interrupted "
+DESCRIPTION = ("build-corpus → train-tokenizer → shard-corpus → pretrain → finetune-eval "
+               "under one run root; a rerun skips finished stages and resumes an interrupted "
                "pretraining run.")
 
 
@@ -44,19 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline
-    from flows.progress import cli_progress
     from training.pretrain_config import PretrainConfig
 
     config = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
                                     batch_size=args.batch_size)
-    with cli_progress():
-        out = pipeline(inputs=args.inputs or None, root=args.root,
-                       vocab_size=args.vocab_size, format=args.format,
-                       block_size=args.block_size, pretrain_config=config,
-                       train_workers=args.train_workers,
-                       gpu=args.gpu, address=args.address, tasks=args.tasks,
-                       data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
-                       batch_sizes=args.batch_sizes, epochs=args.epochs)
+    out = with_progress_bars(
+        pipeline, inputs=args.inputs or None, root=args.root, vocab_size=args.vocab_size,
+        format=args.format, block_size=args.block_size, pretrain_config=config,
+        train_workers=args.train_workers, gpu=args.gpu, address=args.address,
+        tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
+        batch_sizes=args.batch_sizes, epochs=args.epochs)
     from rich.console import Console
 
     from evaluation.results import print_results

@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--resume", action="store_true", help="continue the run from its last checkpoint")
     a("--checkpoint-every", type=int, default=None, metavar="N",
       help="updates between checkpoints (default: 1000, or steps/10)")
-    a("--keep-last", type=int, default=3, metavar="K", help="checkpoints kept (default: %(default)s)")
+    a("--keep-last", type=int, default=3, metavar="K",
+      help="checkpoints kept (default: %(default)s)")
     a("--valid-every", type=int, default=None, metavar="N",
       help="updates between validations (default: as checkpoints)")
     a("--seed", type=int, default=0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli.common import EXIT_OK, add_mix, add_root
+from flows.cli.common import EXIT_OK, add_mix, add_root, with_progress_bars
 
 NAME = "shard-corpus"
 HELP = "documents → packed token blocks"
@@ -31,15 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.progress import cli_progress
     from flows.shard_corpus import shard_corpus_flow
     from runroot import layout, storage
 
-    with cli_progress():
-        manifest = shard_corpus_flow(
-            root=args.root, format=args.format, block_size=args.block_size,
-            valid_fraction=args.valid_fraction, static_masks=args.static_masks, seed=args.seed,
-            workers=args.workers, mix=args.mix)
+    manifest = with_progress_bars(
+        shard_corpus_flow, root=args.root, format=args.format, block_size=args.block_size,
+        valid_fraction=args.valid_fraction, static_masks=args.static_masks, seed=args.seed,
+        workers=args.workers, mix=args.mix)
     for split, s in manifest["splits"].items():
         print(f"{split}: {s['blocks']:,} blocks, {s['tokens']:,} tokens, "
               f"{s['documents']:,} documents")

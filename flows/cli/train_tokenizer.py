@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli.common import EXIT_OK, add_mix, add_root
+from flows.cli.common import EXIT_OK, add_mix, add_root, with_progress_bars
 
 NAME = "train-tokenizer"
 HELP = "corpus → 50K byte-level BPE"
@@ -27,15 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.progress import cli_progress
     from flows.train_tokenizer import train_tokenizer_flow
     from runroot import layout, storage
 
-    with cli_progress():
-        info = train_tokenizer_flow(
-            root=args.root, vocab_size=args.vocab_size, sample_fraction=args.sample_fraction,
-            min_frequency=args.min_frequency, seed=args.seed, existing=args.existing,
-            mix=args.mix)
+    info = with_progress_bars(
+        train_tokenizer_flow, root=args.root, vocab_size=args.vocab_size,
+        sample_fraction=args.sample_fraction, min_frequency=args.min_frequency, seed=args.seed,
+        existing=args.existing, mix=args.mix)
     print(f"tokenizer: {info['vocab_size']:,} ids (<mask>={info['mask_id']}) → "
           f"{storage.under(args.root, layout.TOKENIZER)}")
     return EXIT_OK
