@@ -5,17 +5,14 @@ skip-if-done, and the Prefect artifacts people read.
 """
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from runroot import layout, storage
 from corpus.config import CorpusConfig
-from corpus.inputs import CC_BASE_URL, WarcSource, fetch, remove_download, resolve_inputs
-from flows.runtime import gather_manifests, make_task_runner
-
-
-class BuildCorpusError(RuntimeError):
-    """The run produced nothing: every input failed."""
+from corpus.inputs import CC_BASE_URL, WarcSource, fetch, resolve_inputs
+from flows.fan_out import fan_out, process_input_file, total_counts
+from flows.runtime import make_task_runner
+from runroot import layout, storage
 
 
 def corpus_options(**overrides) -> dict:
@@ -37,16 +34,18 @@ def process_input(location: str, root: str, options: dict, keep_downloads: bool,
     from corpus.warc_file import process_warc
 
     source = WarcSource(location)
-    if is_done(root, source.input_id):  # rerun: finished inputs are not fetched again
+
+    def finished() -> dict | None:
+        if not is_done(root, source.input_id):
+            return None
         fs, _, manifest_file = output_paths(root, source.input_id)
         return storage.read_json(fs, manifest_file)
-    downloads = layout.downloads_dir(root)
-    local = fetch(source, downloads, retries=download_retries)
-    manifest = process_warc(local, root, CorpusConfig.from_dict(options),
-                            input_id=source.input_id, source_name=location)
-    if not keep_downloads:
-        remove_download(local, downloads)
-    return manifest
+
+    return process_input_file(
+        root, keep_downloads, finished=finished,
+        fetch=lambda downloads: fetch(source, downloads, retries=download_retries),
+        process=lambda local: process_warc(local, root, CorpusConfig.from_dict(options),
+                                           input_id=source.input_id, source_name=location))
 
 
 @task(name="deduplicate")
@@ -56,19 +55,8 @@ def deduplicate_corpus(root: str, options: dict) -> dict:
     return deduplicate(root, CorpusConfig.from_dict(options))
 
 
-@flow(name="build-corpus-shards")
-def extract_shards(locations: list[str], root: str, options: dict, keep_downloads: bool,
-                   download_retries: int) -> tuple[list[dict], list[dict]]:
-    """The fan-out: one task per WARC; a failed input becomes a row, never a failed flow."""
-    logger = get_run_logger()
-    futures = process_input.map(locations, root=unmapped(root), options=unmapped(options),
-                                keep_downloads=unmapped(keep_downloads),
-                                download_retries=unmapped(download_retries))
-    return gather_manifests(futures, locations, logger)
-
-
 @flow(name="build-corpus")
-def build_corpus(inputs: list[str] | None = None, root: str = "runs/default",
+def build_corpus(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
                  runner: str = "processes",
                  workers: int | None = None, ray_address: str | None = None,
                  options: dict | None = None, keep_downloads: bool = False,
@@ -96,12 +84,10 @@ def build_corpus(inputs: list[str] | None = None, root: str = "runs/default",
     sources = resolve_inputs(inputs, cc_news_base_url=cc_news_base_url,
                              cc_news_limit=cc_news_limit)
     get_run_logger().info("build-corpus: %d input WARC files → %s", len(sources), root)
-    task_runner = make_task_runner(runner, workers, ray_address)
-    manifests, failed = extract_shards.with_options(task_runner=task_runner)(
-        [s.location for s in sources], root, options, keep_downloads, download_retries)
-    if not manifests:
-        raise BuildCorpusError("no input could be processed: " + "; ".join(
-            f"{f['input']}: {f['error']}" for f in failed))
+    manifests, failed = fan_out(
+        "build-corpus-shards", process_input, [s.location for s in sources],
+        make_task_runner(runner, workers, ray_address), "processed", root=root,
+        options=options, keep_downloads=keep_downloads, download_retries=download_retries)
     report = deduplicate_corpus(root, options)
     summary = summarize(manifests, failed, report, root)
     publish_artifacts(summary, report)
@@ -109,20 +95,16 @@ def build_corpus(inputs: list[str] | None = None, root: str = "runs/default",
 
 
 def summarize(manifests: list[dict], failed: list[dict], report: dict, root: str) -> dict:
-    outcomes: dict[str, int] = {}
-    for m in manifests:
-        for outcome, n in m["counts"].items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    """This run's outcomes per record, the dedup's removals counted out of `kept`."""
+    totals = total_counts(manifests)
+    outcomes = totals["outcomes"]
     counts = report["counts"]
     for key in ("exact_duplicates", "near_duplicates"):
         outcomes[f"dedup_{key}"] = counts.get(key, 0)
     outcomes["kept"] = outcomes.get("kept", 0) - sum(
         counts.get(k, 0) for k in ("exact_duplicates", "near_duplicates"))
-    return {"inputs": len(manifests), "failed_inputs": failed,
-            "records": sum(m["records_read"] for m in manifests),
-            "errors": [e for m in manifests for e in m.get("errors", [])],
-            "outcomes": outcomes, "documents": counts["documents_kept"],
-            "documents_dir": storage.under(root, "corpus", "documents")}
+    return {**totals, "failed_inputs": failed, "documents": counts["documents_kept"],
+            "documents_dir": storage.under(root, layout.DOCUMENTS)}
 
 
 def publish_artifacts(summary: dict, report: dict) -> None:

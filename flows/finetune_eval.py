@@ -10,16 +10,15 @@ tasks (SST-2 and SQuAD 1.1 formats) under `<root>/eval-data`.
 """
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import (create_image_artifact, create_markdown_artifact,
-                               create_table_artifact)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
 
 from evaluation.job_cache import data_fingerprint, job_key, job_path, read_cached, store
+from flows.artifacts import publish_png
 from flows.progress import FlowProgress
 from flows.runtime import make_task_runner
 from runroot import layout
@@ -151,7 +150,7 @@ def run_jobs(jobs: list[dict], model_dir: str, data_dir: str, root: str, device:
 
 
 @flow(name="finetune-eval")
-def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
+def finetune_eval(root: str = layout.DEFAULT_ROOT, data_dir: str = "data/glue",
                   tasks: str | None = None, checkpoint: str | None = None, nightly: bool = False,
                   seeds: list[int] | None = None, lrs: list[float] | None = None,
                   batch_sizes: list[int] | None = None, epochs: int | None = None,
@@ -177,27 +176,19 @@ def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
         ray_address: Ray cluster address for `runner="ray"`.
     """
     from evaluation.aggregate import aggregate
-    from evaluation.results import (append_results, evaluated_checkpoints, paths, read_results,
-                                    to_markdown)
     from evaluation.tasks import hyperparameter_grid
 
     logger = get_run_logger()
     data, specs, model_dir = check_inputs(root, data_dir, tasks, checkpoint, nightly, lrs,
                                           batch_sizes, epochs, limit, workers)
-    synthetic = str(data_dir) == SYNTHETIC_DATA
     if nightly:
-        seen = evaluated_checkpoints(root)
-        fresh = [d for d in checkpoint_dirs(root) if str(d) not in seen]
-        if not fresh:
+        model_dir = nightly_checkpoint(root)
+        if model_dir is None:
             logger.info("nightly: every checkpoint under %s already has results", root)
             return {"evaluated": None, "rows": []}
-        model_dir = fresh[-1]
-        checkpoint_fingerprint(model_dir)  # fail now, naming the directory, not in every job
     jobs = [dict(job, **({"epochs": epochs} if epochs else {}), limit=limit)
             for spec in specs for job in hyperparameter_grid(spec, lrs, batch_sizes, seeds)]
-    if device is None:
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or _default_device()
     logger.info("finetune-eval: %d jobs over %s on %s", len(jobs), [s.name for s in specs],
                 model_dir)
     gpus = 1 if (runner == "ray" and device == "cuda") else 0
@@ -205,6 +196,35 @@ def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
     results = run_jobs.with_options(task_runner=task_runner)(
         jobs, str(model_dir), str(data), root, device, gpus)
     rows = aggregate(results)
+    return {"evaluated": str(model_dir), "rows": rows,
+            "failed_jobs": sum(1 for r in results if r.get("error")),
+            "appended": publish_results(root, rows, model_dir),
+            "synthetic_tasks": str(data_dir) == SYNTHETIC_DATA, "data_dir": str(data)}
+
+
+def nightly_checkpoint(root: str) -> Path | None:
+    """The newest checkpoint under `root` without results, or None."""
+    from evaluation.results import evaluated_checkpoints
+
+    seen = evaluated_checkpoints(root)
+    fresh = [d for d in checkpoint_dirs(root) if str(d) not in seen]
+    if not fresh:
+        return None
+    checkpoint_fingerprint(fresh[-1])  # fail now, naming the directory, not in every job
+    return fresh[-1]
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def publish_results(root: str, rows: list[dict], model_dir: Path) -> int:
+    """Append `rows` to the results table, publish it as artifacts; returns how many rows
+    were new (cached jobs give rows the table already has)."""
+    from evaluation.results import append_results, paths, read_results, to_markdown
+
     before = read_results(root).num_rows
     table = append_results(root, rows, model=model_name(Path(model_dir)),
                            checkpoint=str(model_dir))
@@ -214,14 +234,6 @@ def finetune_eval(root: str = "runs/default", data_dir: str = "data/glue",
         description=f"{model_dir}: median over seeds of the best dev epoch")
     create_markdown_artifact(key="finetune-eval-report", markdown=(
         to_markdown(table) + f"\n\nChart: `{paths(root)['png']}`"))
-    chart = Path(paths(root)["png"])
-    if chart.exists() and chart.stat().st_size < 2_000_000:
-        # The UI shows image artifacts by URL; a data URL keeps the run self-contained.
-        create_image_artifact(image_url="data:image/png;base64," +
-                              base64.b64encode(chart.read_bytes()).decode(),
-                              key="finetune-eval-chart",
-                              description="ours vs the paper's RoBERTa-base and -large")
-    return {"evaluated": str(model_dir), "rows": rows,
-            "failed_jobs": sum(1 for r in results if r.get("error")),
-            "appended": table.num_rows - before, "synthetic_tasks": synthetic,
-            "data_dir": str(data)}
+    publish_png(Path(paths(root)["png"]), key="finetune-eval-chart",
+                description="ours vs the paper's RoBERTa-base and -large")
+    return table.num_rows - before

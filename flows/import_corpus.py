@@ -6,15 +6,14 @@ Thin like build-corpus: the readers and the per-file step live in `corpus/`.
 """
 from __future__ import annotations
 
-
-from prefect import flow, get_run_logger, task, unmapped
-
-from runroot import layout, storage
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from corpus.config import CorpusConfig
-from flows.build_corpus import BuildCorpusError, corpus_options, deduplicate_corpus
-from flows.runtime import gather_manifests, make_task_runner
+from flows.build_corpus import corpus_options, deduplicate_corpus
+from flows.fan_out import fan_out, process_input_file, total_counts
+from flows.runtime import make_task_runner
+from runroot import layout, storage
 
 
 @task(name="import-file")
@@ -27,38 +26,22 @@ def import_input(location: str, root: str, name: str, fmt: str, columns: dict, o
     from corpus.import_pipeline import (finished_import, import_fingerprint, input_stat,
                                         process_import)
     from corpus.importers import Columns
-    from corpus.inputs import remove_download
 
     source = ImportSource(location)
     cfg, cols = CorpusConfig.from_dict(options), Columns(**columns)
     fingerprint = import_fingerprint(input_stat(location), name, fmt, cols, cfg)
-    if done := finished_import(root, source.input_id, fingerprint):
-        return done
-    downloads = layout.downloads_dir(root)
-    local = fetch_import(source, downloads, retries=download_retries)
-    manifest = process_import(local, root, name, cfg, fmt=fmt, columns=cols,
-                              input_name=location, input_id=source.input_id,
-                              fingerprint=fingerprint)
-    if not keep_downloads:
-        remove_download(local, downloads)
-    return manifest
-
-
-@flow(name="import-corpus-shards")
-def import_shards(locations: list[str], root: str, name: str, fmt: str, columns: dict,
-                  options: dict, keep_downloads: bool, download_retries: int
-                  ) -> tuple[list[dict], list[dict]]:
-    """The fan-out: one task per input file; a failed input becomes a row, not a failed flow."""
-    logger = get_run_logger()
-    futures = import_input.map(locations, root=unmapped(root), name=unmapped(name),
-                               fmt=unmapped(fmt), columns=unmapped(columns),
-                               options=unmapped(options), keep_downloads=unmapped(keep_downloads),
-                               download_retries=unmapped(download_retries))
-    return gather_manifests(futures, locations, logger)
+    return process_input_file(
+        root, keep_downloads,
+        finished=lambda: finished_import(root, source.input_id, fingerprint),
+        fetch=lambda downloads: fetch_import(source, downloads, retries=download_retries),
+        process=lambda local: process_import(
+            local, root, name, cfg, fmt=fmt, columns=cols, input_name=location,
+            input_id=source.input_id, fingerprint=fingerprint))
 
 
 @flow(name="import-corpus")
-def import_corpus(inputs: list[str], name: str, root: str = "runs/default", format: str = "auto",
+def import_corpus(inputs: list[str], name: str, root: str = layout.DEFAULT_ROOT,
+                  format: str = "auto",
                   text_column: str = "text", id_column: str | None = "id",
                   url_column: str | None = "url", title_column: str | None = "title",
                   runner: str = "processes", workers: int | None = None,
@@ -93,13 +76,11 @@ def import_corpus(inputs: list[str], name: str, root: str = "runs/default", form
     columns = {"text": text_column, "id": id_column, "url": url_column, "title": title_column}
     sources = resolve_import_inputs(inputs)
     get_run_logger().info("import-corpus %s: %d input files → %s", name, len(sources), root)
-    task_runner = make_task_runner(runner, workers, ray_address)
-    manifests, failed = import_shards.with_options(task_runner=task_runner)(
-        [s.location for s in sources], root, name, format, columns, options, keep_downloads,
-        download_retries)
-    if not manifests:
-        raise BuildCorpusError("no input could be imported: " + "; ".join(
-            f"{f['input']}: {f['error']}" for f in failed))
+    manifests, failed = fan_out(
+        "import-corpus-shards", import_input, [s.location for s in sources],
+        make_task_runner(runner, workers, ray_address), "imported", root=root, name=name,
+        fmt=format, columns=columns, options=options, keep_downloads=keep_downloads,
+        download_retries=download_retries)
     report = deduplicate_corpus(root, options)
     summary = summarize_import(manifests, failed, report, root, name)
     summary["documents_by_source"] = documents_by_source(root)
@@ -111,17 +92,10 @@ def summarize_import(manifests: list[dict], failed: list[dict], report: dict, ro
                      name: str) -> dict:
     """Outcomes of this run's records; dedup counts are over the whole corpus (every
     source), so they are reported beside them rather than subtracted from `kept`."""
-    outcomes: dict[str, int] = {}
-    for m in manifests:
-        for outcome, n in m["counts"].items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + n
-    return {"name": name, "inputs": len(manifests), "failed_inputs": failed,
+    return {"name": name, **total_counts(manifests), "failed_inputs": failed,
             "damaged_inputs": [m["input"] for m in manifests if m.get("damaged")],
-            "records": sum(m["records_read"] for m in manifests),
-            "errors": [e for m in manifests for e in m.get("errors", [])],
-            "outcomes": outcomes, "dedup": report["counts"],
-            "documents": report["counts"]["documents_kept"],
-            "documents_dir": storage.under(root, "corpus", "documents")}
+            "dedup": report["counts"], "documents": report["counts"]["documents_kept"],
+            "documents_dir": storage.under(root, layout.DOCUMENTS)}
 
 
 def documents_by_source(root: str) -> dict[str, int]:
@@ -130,7 +104,7 @@ def documents_by_source(root: str) -> dict[str, int]:
     import pyarrow.dataset as ds
 
     fs, base = storage.resolve(root)
-    table = ds.dataset(storage.join(base, "corpus", "documents"), filesystem=fs,
+    table = ds.dataset(storage.join(base, layout.DOCUMENTS), filesystem=fs,
                        format="parquet").to_table(columns=["corpus_name"])
     counts = pc.value_counts(table.column("corpus_name").fill_null("cc-news"))
     return {c["values"]: c["counts"] for c in counts.to_pylist()}

@@ -6,18 +6,20 @@ where the run stopped; an interrupted pretrain run resumes from its last checkpo
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from evaluation.results import paths as results_paths
 from flows.build_corpus import build_corpus
 from flows.finetune_eval import SYNTHETIC_DATA, SYNTHETIC_TASKS, finetune_eval, resolve_data_dir
-from flows.pretrain import pretrain
+from flows.pretrain import pretrain, run_state
 from flows.shard_corpus import shard_corpus_flow
 from flows.train_tokenizer import train_tokenizer_flow
 from runroot import layout
-
+from training.pretrain_config import PretrainConfig
 
 
 def stage_outputs(root: str | Path, run: str) -> dict[str, Path]:
@@ -30,24 +32,24 @@ def stage_outputs(root: str | Path, run: str) -> dict[str, Path]:
             "results": root / layout.RESULTS_TABLE}
 
 
-def pretrain_state(root: str, run: str, steps: int) -> tuple[str, Path | None]:
-    """('done', last checkpoint) | ('resume', None) | ('new', None) for a pretrain run."""
-    from training.run_checkpoints import finished_checkpoint
-
-    run_dir = layout.run_dir(root, run)
-    checkpoint = finished_checkpoint(run_dir, steps)
-    if checkpoint is not None:
-        return "done", checkpoint
-    return ("resume" if run_dir.exists() else "new"), None
+def pretrain_stage_config(root: str, config: PretrainConfig | None) -> PretrainConfig:
+    """The pretrain stage's config. The pipeline's `root` is the run root of every stage: a
+    config for another root is refused rather than trained on shards it never sees. None: the
+    base preset's run."""
+    if config is None:
+        return PretrainConfig.for_run(root, "base")
+    if os.path.abspath(config.root) != os.path.abspath(root):
+        raise ValueError(f"pretrain_config.root {config.root!r} is not the pipeline's root "
+                         f"{root!r}: every stage of a pipeline works on one run root")
+    return config
 
 
 @flow(name="pipeline")
-def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
+def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
              corpus_runner: str = "processes", workers: int | None = None,
              vocab_size: int = 50265, format: str = "full-sentences", block_size: int = 512,
-             config: str = "base", steps: int | None = None, batch_size: int | None = None,
-             micro_batch_size: int | None = None, train_workers: int = 1, gpu: bool = False,
-             address: str | None = None, run: str | None = None,
+             pretrain_config: PretrainConfig | None = None, train_workers: int = 1,
+             gpu: bool = False, address: str | None = None,
              tasks: str | None = None, data_dir: str = SYNTHETIC_DATA,
              seeds: list[int] | None = None, lrs: list[float] | None = None,
              batch_sizes: list[int] | None = None, epochs: int | None = None) -> dict:
@@ -59,21 +61,43 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
         corpus_runner, workers: build-corpus fan-out (threads | processes | ray).
         vocab_size: BPE vocabulary (RoBERTa: 50,265).
         format, block_size: shard-corpus input format and tokens per block.
-        config, steps, batch_size, micro_batch_size: pretrain model/recipe preset and sizes.
+        pretrain_config: the pretrain run (model/recipe preset, sizes, run name), on `root`
+            (default: `PretrainConfig.for_run(root, "base")`).
         train_workers, gpu, address: Ray Train workers, one GPU each, on a cluster or locally.
-        run: pretrain run name (default: the config name).
         tasks: finetune-eval tasks (`glue`, `all`, or a list such as `mrpc,squad2`; default:
             `glue`, or `sst2,squad1` with synthetic data).
         data_dir: task data directory, or `synthetic` for generated stand-in tasks.
         seeds, lrs, batch_sizes, epochs: finetuning sweep overrides (default: Table 10).
     """
-    from training.pretrain_config import resolve
+    cfg = pretrain_stage_config(root, pretrain_config)
+    done = stage_outputs(root, cfg.run)
+    skipped = corpus_stages(root, done, inputs=inputs, corpus_runner=corpus_runner,
+                            workers=workers, vocab_size=vocab_size, format=format,
+                            block_size=block_size)
+    checkpoint, finished = pretrain_stage(cfg, train_workers, gpu=gpu, address=address)
+    if finished:
+        skipped.append("pretrain")
+    if skipped:
+        get_run_logger().info("pipeline: already done, skipped: %s", ", ".join(skipped))
 
-    logger = get_run_logger()
-    run = run or config
-    done = stage_outputs(root, run)
+    eval_data = resolve_data_dir(root, data_dir)   # synthetic: the stand-in tasks, written once
+    if data_dir == SYNTHETIC_DATA:
+        tasks = tasks or SYNTHETIC_TASKS
+    evaluation = finetune_eval(root=root, data_dir=str(eval_data), tasks=tasks or "glue",
+                               checkpoint=str(checkpoint), seeds=seeds, lrs=lrs,
+                               batch_sizes=batch_sizes, epochs=epochs)
+    return {"skipped": skipped,
+            "artifacts": publish_artifacts(root, done, cfg, checkpoint, eval_data),
+            "failed_jobs": evaluation.get("failed_jobs", 0),
+            "synthetic_tasks": data_dir == SYNTHETIC_DATA}
+
+
+def corpus_stages(root: str, done: dict[str, Path], *, inputs: list[str] | None,
+                  corpus_runner: str, workers: int | None, vocab_size: int, format: str,
+                  block_size: int) -> list[str]:
+    """build-corpus, train-tokenizer and shard-corpus, each unless its output is there;
+    returns the stages skipped."""
     skipped = []
-
     if done["build-corpus"].exists():
         skipped.append("build-corpus")
     else:
@@ -87,36 +111,31 @@ def pipeline(inputs: list[str] | None = None, root: str = "runs/default",
         skipped.append("shard-corpus")
     else:
         shard_corpus_flow(root=root, format=format, block_size=block_size, workers=workers)
+    return skipped
 
-    from training.pretrain_config import PretrainConfig
 
-    cfg = PretrainConfig.for_run(root, config, steps=steps, batch_size=batch_size,
-                          micro_batch_size=micro_batch_size, run=run)
-    state, checkpoint = pretrain_state(root, run, resolve(cfg, train_workers).steps)
+def pretrain_stage(cfg: PretrainConfig, train_workers: int, gpu: bool,
+                   address: str | None) -> tuple[Path, bool]:
+    """(the run's final checkpoint, whether the run was already finished): trained, or
+    resumed when it was interrupted, unless it is finished."""
+    from training.pretrain_config import resolve
+
+    state, checkpoint = run_state(cfg, resolve(cfg, train_workers).steps)
     if state == "done":
-        skipped.append("pretrain")
-    else:
-        out = pretrain(root=root, config=config, steps=steps, batch_size=batch_size,
-                       micro_batch_size=micro_batch_size, workers=train_workers, gpu=gpu,
-                       address=address, run=run, resume=state == "resume")
-        checkpoint = Path(out["checkpoint"])
-    if skipped:
-        logger.info("pipeline: already done, skipped: %s", ", ".join(skipped))
+        return checkpoint, True
+    out = pretrain(config=cfg, workers=train_workers, gpu=gpu, address=address,
+                   resume=state == "resume")
+    return Path(out["checkpoint"]), False
 
-    eval_data = resolve_data_dir(root, data_dir)   # synthetic: the stand-in tasks, written once
-    if data_dir == SYNTHETIC_DATA:
-        tasks = tasks or SYNTHETIC_TASKS
-    evaluation = finetune_eval(root=root, data_dir=str(eval_data), tasks=tasks or "glue",
-                               checkpoint=str(checkpoint), seeds=seeds, lrs=lrs,
-                               batch_sizes=batch_sizes, epochs=epochs)
+
+def publish_artifacts(root: str, done: dict[str, Path], cfg: PretrainConfig, checkpoint: Path,
+                      eval_data: Path) -> dict[str, str]:
+    """Where everything is, as a Prefect artifact; returns it."""
     artifacts = {name: str(path) for name, path in done.items()}
     artifacts.update(checkpoint=str(checkpoint),
-                     loss_curve=str(layout.run_dir(root, run) / layout.LOSS_PLOT),
-                     results_chart=str(Path(root) / layout.RESULTS / "results.png"),
+                     loss_curve=str(cfg.run_dir / layout.LOSS_PLOT),
+                     results_chart=results_paths(root)["png"],
                      eval_data=str(eval_data))
     create_markdown_artifact(key="pipeline-artifacts", markdown="# Where everything is\n\n" +
                              "\n".join(f"- **{k}**: `{v}`" for k, v in artifacts.items()))
-    return {"skipped": skipped, "artifacts": artifacts,
-            "failed_jobs": evaluation.get("failed_jobs", 0),
-            "synthetic_tasks": data_dir == SYNTHETIC_DATA}
-
+    return artifacts

@@ -1,21 +1,48 @@
 """The `pretrain` flow: `<root>/shards` → Ray Train → `<root>/pretrain/<run>/checkpoints/`.
 
 Thin by design: the loop is `training.loop.train`, the distribution `training.ray_launcher`.
-This module turns parameters into a `PretrainConfig`, runs the launcher from a task, and
-publishes what people read: a loss-curve PNG (also at `<root>/pretrain/<run>/loss.png`) and a
-summary table, as Prefect artifacts. `add_arguments`/`run_from_cli` make it the
-`roberta pretrain` subcommand (flows/pretrain_cli.py).
+The flow takes a whole `PretrainConfig` (built once, by the CLI or from a deployment's
+parameters) plus how to run it (workers, GPU, Ray address, resume, failures); it checks it
+(`check_inputs`, which the CLI calls too, before Prefect starts), runs the launcher from a
+task, and publishes what people read: a loss-curve PNG (also at
+`<root>/pretrain/<run>/loss.png`) and a summary table, as Prefect artifacts. The
+`roberta pretrain` subcommand is flows/cli/pretrain.py.
 """
 from __future__ import annotations
 
-import base64
 import re
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from flows.artifacts import publish_png
+from runroot import layout
 from training.metrics_log import plot_loss, read_metrics, summary_rows
-from training.pretrain_config import PretrainConfig, resolve
+from training.pretrain_config import PretrainConfig, Resolved, resolve
+
+
+def check_inputs(config: PretrainConfig, workers: int = 1, use_ray: bool = True,
+                 resume: bool = False) -> Resolved:
+    """Every check of a run before anything starts: the config against the shards and itself
+    (`resolve`: sizes, vocabulary, tokenizer, masking) for this many workers, and no fresh run
+    over an existing one. Raises PretrainConfigError, FileNotFoundError or RunExistsError."""
+    from training.ray_launcher import refuse_existing_run
+
+    resolved = resolve(config, workers if use_ray else 1)
+    refuse_existing_run(config.run_dir, resume)
+    return resolved
+
+
+def run_state(config: PretrainConfig, steps: int) -> tuple[str, Path | None]:
+    """('done', last checkpoint) | ('resume', None) | ('new', None): what is left to do for
+    the run `config` names, whose last update is `steps`."""
+    from training.run_checkpoints import finished_checkpoint
+
+    checkpoint = finished_checkpoint(config.run_dir, steps)
+    if checkpoint is not None:
+        return "done", checkpoint
+    return ("resume" if config.run_dir.exists() else "new"), None
+
 
 @task(name="train")
 def run_training(config: dict, workers: int, gpu: bool, address: str | None, resume: bool,
@@ -24,9 +51,7 @@ def run_training(config: dict, workers: int, gpu: bool, address: str | None, res
     cfg = PretrainConfig.from_dict(config)
     if not use_ray:
         from training.loop import train
-        from training.ray_launcher import refuse_existing_run
 
-        refuse_existing_run(cfg.run_dir, resume)
         summary = train(cfg, resume_from="latest" if resume else None)
         summary["metrics"] = read_metrics(cfg.run_dir)
         return summary
@@ -41,18 +66,13 @@ def _artifact_key(prefix: str, run: str) -> str:
 
 
 def publish_artifacts(run: str, summary: dict, png: Path) -> None:
-    from prefect.artifacts import (create_image_artifact, create_markdown_artifact,
-                                   create_table_artifact)
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     rows = summary_rows(summary)
     create_table_artifact(key=_artifact_key("pretrain-summary", run), table=rows,
                           description=f"pretrain run {run}")
-    data = png.read_bytes()
-    # The UI shows image artifacts by URL; a data URL keeps the run self-contained.
-    if len(data) < 2_000_000:
-        create_image_artifact(image_url="data:image/png;base64," + base64.b64encode(data).decode(),
-                              key=_artifact_key("pretrain-loss", run),
-                              description=f"loss curve of {run} ({png})")
+    publish_png(png, key=_artifact_key("pretrain-loss", run),
+                description=f"loss curve of {run} ({png})")
     table = "\n".join(f"| {r['quantity']} | {r['value']} |" for r in rows)
     create_markdown_artifact(key=_artifact_key("pretrain-report", run), markdown=(
         f"# pretrain `{run}`\n\nLoss curve: `{png}`\n\n"
@@ -60,39 +80,30 @@ def publish_artifacts(run: str, summary: dict, png: Path) -> None:
 
 
 @flow(name="pretrain")
-def pretrain(root: str, config: str = "tiny", steps: int | None = None,
-             batch_size: int | None = None, micro_batch_size: int | None = None,
-             workers: int = 1, gpu: bool = False, address: str | None = None,
-             run: str | None = None, resume: bool = False, checkpoint_every: int | None = None,
-             keep_last: int = 3, valid_every: int | None = None, valid_batches: int = 16,
-             seed: int = 0, masking: str = "dynamic", model_overrides: dict | None = None,
-             optim_overrides: dict | None = None, max_failures: int = 2,
-             use_ray: bool = True, compile: str = "auto") -> dict:
-    """Pretrain RoBERTa on `<root>/shards`; returns {"checkpoint", "run_dir", "loss_png",
-    "summary"}. `workers` Ray Train workers (GPUs with `gpu`), on the cluster at `address` or a
-    local Ray; `use_ray=False` runs the same loop in this process. `compile`: off, default,
-    cudagraphs, or auto (cudagraphs on one GPU, default on several, off on CPU)."""
+def pretrain(config: PretrainConfig, workers: int = 1, gpu: bool = False,
+             address: str | None = None, resume: bool = False, max_failures: int = 2,
+             use_ray: bool = True) -> dict:
+    """Pretrain RoBERTa as `config` says (its run root's shards, its run name); returns
+    {"checkpoint", "run_dir", "loss_png", "summary"}. `workers` Ray Train workers (GPUs with
+    `gpu`), on the cluster at `address` or a local Ray; `use_ray=False` runs the same loop in
+    this process. `resume` continues the run from its last checkpoint; `max_failures`
+    worker-group restarts from the last checkpoint."""
     logger = get_run_logger()
-    cfg = PretrainConfig.for_run(root, config, steps=steps, batch_size=batch_size,
-                          micro_batch_size=micro_batch_size, run=run,
-                          checkpoint_every=checkpoint_every, keep_last=keep_last,
-                          valid_every=valid_every, valid_batches=valid_batches, seed=seed,
-                          masking=masking, model_overrides=dict(model_overrides or {}),
-                          optim_overrides=dict(optim_overrides or {}), compile=compile,
-                          device="cuda" if gpu and not use_ray else "auto")
-    res = resolve(cfg, workers if use_ray else 1)  # bad sizes fail before anything starts
+    if gpu and not use_ray and config.device == "auto":
+        config = config.replace(device="cuda")    # --gpu --no-ray: this process's GPU
+    res = check_inputs(config, workers, use_ray, resume)  # runs from deployments come here
     logger.info("pretrain %s: %s, %d updates of %d sequences (%d workers x %d x %d accumulation)",
-                cfg.run, config, res.steps, res.batch_size, res.world_size,
+                config.run, config.model, res.steps, res.batch_size, res.world_size,
                 res.micro_batch_size, res.accumulation)
-    summary = run_training(cfg.to_dict(), workers, gpu, address, resume, max_failures, use_ray)
-    png = plot_loss(summary.get("metrics") or read_metrics(cfg.run_dir),
-                    cfg.run_dir / "loss.png", f"pretrain {cfg.run} ({config})")
-    publish_artifacts(cfg.run, summary, png)
-    logger.info("pretrain %s: final checkpoint %s, validation loss %s", cfg.run,
+    summary = run_training(config.to_dict(), workers, gpu, address, resume, max_failures, use_ray)
+    png = plot_loss(summary.get("metrics") or read_metrics(config.run_dir),
+                    config.run_dir / layout.LOSS_PLOT, f"pretrain {config.run} ({config.model})")
+    publish_artifacts(config.run, summary, png)
+    logger.info("pretrain %s: final checkpoint %s, validation loss %s", config.run,
                 summary.get("checkpoint"), summary.get("valid_loss"))
     small = {k: v for k, v in summary.items() if k != "metrics"}
-    return {"checkpoint": summary.get("checkpoint"), "run_dir": str(cfg.run_dir),
+    return {"checkpoint": summary.get("checkpoint"), "run_dir": str(config.run_dir),
             "loss_png": str(png), "summary": small}
 
 
-__all__ = ["pretrain", "run_training", "publish_artifacts"]
+__all__ = ["pretrain", "check_inputs", "run_state", "run_training", "publish_artifacts"]

@@ -43,6 +43,24 @@ def count_files(directory: Path, pattern: str) -> Callable[[], int]:
     return lambda: sum(1 for _ in directory.glob(pattern)) if directory.exists() else 0
 
 
+def manifest_counter(root: str, total: int, input_ids: set[str] | None = None):
+    """(count_done, total) for `watch_files`: the manifests of finished inputs (those of
+    `input_ids`, default all) under a local root. A URI root (s3://...) gets a spinner:
+    polling an object store twice a second is not worth a progress count."""
+    from runroot import layout
+    from runroot.storage import is_uri
+
+    if is_uri(root):
+        return (lambda: 0), None
+    manifests = Path(root) / layout.CORPUS_MANIFESTS
+
+    def done() -> int:
+        if not manifests.exists():
+            return 0
+        return sum(1 for p in manifests.glob("*.json") if input_ids is None or p.stem in input_ids)
+    return done, total
+
+
 class FlowProgress:
     """A Prefect progress artifact (0-100) updated as fan-out items finish."""
 

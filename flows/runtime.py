@@ -38,24 +38,3 @@ def make_task_runner(kind: str = "processes", workers: int | None = None,
         return RayTaskRunner(address=ray_address, init_kwargs=init_kwargs)
     raise ValueError(f"unknown task runner {kind!r}: choose one of {', '.join(RUNNERS)}")
 
-
-def gather_manifests(futures, locations: list[str], logger) -> tuple[list[dict], list[dict]]:
-    """Results of a per-input fan-out as they finish, with a Prefect progress artifact: a
-    failed input becomes a row `{input, error}`, never a failed flow."""
-    from prefect.futures import as_completed
-
-    from flows.progress import FlowProgress
-
-    progress = FlowProgress(len(locations), "input files processed")
-    by_future = {f.task_run_id: loc for f, loc in zip(futures, locations)}
-    manifests, failed = [], []
-    for future in as_completed(futures):
-        location = by_future[future.task_run_id]
-        try:
-            manifests.append(future.result())
-        except Exception as exc:  # noqa: BLE001 - one bad input must not stop the others
-            logger.error("input %s failed: %s", location, exc)
-            failed.append({"input": location, "error": f"{type(exc).__name__}: {exc}"})
-        progress.advance()
-    manifests.sort(key=lambda m: m["input_id"])
-    return manifests, failed

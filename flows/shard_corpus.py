@@ -5,8 +5,8 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.progress import StageProgress
-
-FORMATS = ("full-sentences", "doc-sentences", "segment-pair", "sentence-pair")
+from runroot import layout
+from runroot.shard_format import FORMATS
 
 
 @task(name="encode-and-pack")
@@ -21,7 +21,7 @@ def encode_and_pack(root: str, fmt: str, block_size: int, valid_fraction: float,
 
 
 @flow(name="shard-corpus")
-def shard_corpus_flow(root: str = "runs/default", format: str = "full-sentences",
+def shard_corpus_flow(root: str = layout.DEFAULT_ROOT, format: str = "full-sentences",
                       block_size: int = 512, valid_fraction: float = 0.01,
                       static_masks: int = 0, seed: int = 0, workers: int | None = None,
                       mix: dict[str, float] | None = None) -> dict:

@@ -5,6 +5,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.progress import StageProgress
+from runroot import layout
 
 
 @task(name="train-bpe")
@@ -20,7 +21,7 @@ def train_bpe(root: str, vocab_size: int, sample_fraction: float, min_frequency:
 
 
 @flow(name="train-tokenizer")
-def train_tokenizer_flow(root: str = "runs/default", vocab_size: int = 50265,
+def train_tokenizer_flow(root: str = layout.DEFAULT_ROOT, vocab_size: int = 50265,
                          sample_fraction: float = 1.0, min_frequency: int = 2, seed: int = 0,
                          existing: str | None = None, mix: dict[str, float] | None = None) -> dict:
     """Train RoBERTa's byte-level BPE on `<root>/corpus/documents` (skipped when the same

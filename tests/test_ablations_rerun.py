@@ -68,7 +68,8 @@ def test_failing_arm_is_a_failed_arm(tmp_path, monkeypatch):
 
 def test_cli_exit_3_when_an_arm_failed(tmp_path, monkeypatch, capsys):
     import flows.ablations
-    from flows.cli import EXIT_PARTIAL, main
+    from flows.cli import main
+    from flows.cli.common import EXIT_PARTIAL
 
     md = tmp_path / "table3.md"
     md.write_text("### Table 3\n")
@@ -117,7 +118,8 @@ def _fake_root(tmp_path):
     (["--tasks", "mnli"], "task data missing")])
 def test_inputs_checked_before_anything_runs(tmp_path, monkeypatch, capsys, argv, needle):
     import flows.ablations
-    from flows.cli import EXIT_BAD_INPUT, main
+    from flows.cli import main
+    from flows.cli.common import EXIT_BAD_INPUT
 
     def boom(*a, **kw):
         raise AssertionError("shard sets built before the inputs were checked")

@@ -1,5 +1,6 @@
 """What a user does: a real Prefect server (SQLite) on loopback and a process worker,
-`prefect deploy --all`, then `prefect deployment run build-corpus/sample --watch`."""
+`prefect deploy --all`, then `prefect deployment run build-corpus/sample --watch` and the rest
+of the sample chain up to `pretrain/tiny`, whose parameter is a whole PretrainConfig."""
 import json
 import os
 import signal
@@ -90,17 +91,44 @@ def test_deploy_all_and_run_build_corpus_sample(prefect_server, tmp_path):
     schedules = deployments["finetune-eval/nightly"]["schedules"]
     assert [s["schedule"]["cron"] for s in schedules] == ["0 2 * * *"]
     assert schedules[0]["schedule"]["timezone"] == "UTC"
-    assert deployments["pretrain/base"]["parameters"]["config"] == "base"
+    assert deployments["pretrain/base"]["parameters"]["config"]["model"] == "base"
     for root, chain in chains.items():   # each stage reads what the one before wrote
-        assert {deployments[n]["parameters"]["root"] for n in chain} == {root}, chain
+        assert {run_root(deployments[n]["parameters"]) for n in chain} == {root}, chain
+    sample = deployments["pipeline/sample"]["parameters"]
+    assert sample["pretrain_config"]["root"] == sample["root"]
 
     root = tmp_path / "run"
-    run = subprocess.run([PREFECT, "deployment", "run", "build-corpus/sample",
-                          "--param", f"root={root}", "--param", "runner=threads", "--watch"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    run = deployment_run(env, "build-corpus/sample", "--param", f"root={root}",
+                         "--param", "runner=threads")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Completed" in run.stdout
     report = json.loads((root / "corpus" / "dedup_report.json").read_text())
     rows = sum(pq.read_metadata(p).num_rows
                for p in (root / "corpus" / "documents").glob("part-*.parquet"))
     assert rows == report["counts"]["documents_kept"] > 50
+
+    # The rest of the sample chain on that root; pretrain's parameter is a whole
+    # PretrainConfig, sent as JSON through the server and rebuilt by the flow.
+    for name in ("train-tokenizer/sample", "shard-corpus/sample"):
+        run = deployment_run(env, name, "--param", f"root={root}")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    config = {"root": str(root), "model": "tiny", "run": "tiny", "steps": 4, "batch_size": 8,
+              "checkpoint_every": 2, "valid_every": 2}
+    run = deployment_run(env, "pretrain/tiny", "--param", f"config={json.dumps(config)}",
+                         "--param", "use_ray=false")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Completed" in run.stdout
+    checkpoint = root / "pretrain" / "tiny" / "checkpoints" / "step-00000004"
+    assert json.loads((checkpoint / "checkpoint.json").read_text())["step"] == 4
+    saved = json.loads((checkpoint / "pretrain_config.json").read_text())
+    assert {k: saved[k] for k in config} == config
+
+
+def run_root(parameters: dict) -> str:
+    """A deployment's run root: its `root`, or its PretrainConfig's (pretrain)."""
+    return parameters["root"] if "root" in parameters else parameters["config"]["root"]
+
+
+def deployment_run(env: dict, name: str, *params: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PREFECT, "deployment", "run", name, *params, "--watch"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)

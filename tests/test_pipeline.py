@@ -71,3 +71,19 @@ def test_verbose_wins_over_an_inherited_quiet_console(monkeypatch):
     _quiet_prefect_console(verbose=True)
     assert os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] != "CRITICAL"
     assert os.environ["ROBERTA_RAY_LOG_TO_DRIVER"] == "1"
+
+
+def test_pretrain_config_must_be_on_the_pipelines_root(tmp_path):
+    # one run root for every stage: a pretrain config for another root is refused, not
+    # silently trained on other shards or re-rooted
+    from flows.pipeline import pretrain_stage_config
+    from training.pretrain_config import PretrainConfig
+
+    root = str(tmp_path / "run")
+    config = PretrainConfig.for_run(root, "tiny", steps=300)
+    assert pretrain_stage_config(root, config) is config
+    assert pretrain_stage_config(root + "/", config) is config
+    with pytest.raises(ValueError, match="is not the pipeline's root"):
+        pretrain_stage_config(str(tmp_path / "other"), config)
+    default = pretrain_stage_config(root, None)
+    assert (default.root, default.model, default.run) == (root, "base", "base")

@@ -103,9 +103,10 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
     from training.loop import validation_batches
     from training.pretrain_config import resolve
 
-    out = pretrain(root=str(shards_root), config="tiny", steps=10, batch_size=16,
-                   micro_batch_size=8, workers=1, run="flow", checkpoint_every=5,
-                   valid_batches=2)
+    config = PretrainConfig.for_run(shards_root, "tiny", steps=10, batch_size=16,
+                                    micro_batch_size=8, run="flow", checkpoint_every=5,
+                                    valid_batches=2)
+    out = pretrain(config=config, workers=1)
     png = Path(out["loss_png"])
     assert png == shards_root / "pretrain" / "flow" / "loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -140,27 +141,29 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
 def test_cli_in_process_and_bad_input(shards_root, tmp_path, capsys):
     import argparse
 
-    from flows.pretrain_cli import add_arguments, last_step, run_from_cli
+    from flows.cli import pretrain as command
+    from flows.cli.common import run_command
+    from flows.cli.pretrain import add_arguments, last_step
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = ["--root", str(shards_root), "--config", "tiny", "--steps", "4", "--batch-size", "8",
             "--micro-batch-size", "8", "--run", "cli", "--no-ray", "--model-set", "dropout=0.0"]
-    assert run_from_cli(parser.parse_args(args)) == 0
+    assert run_command(command, parser.parse_args(args)) == 0
     run = shards_root / "pretrain" / "cli"
     assert last_step(run / "metrics.jsonl") == 4 and (run / "loss.png").is_file()
     saved = json.loads((ckpt.latest_checkpoint(run) / "pretrain_config.json").read_text())
     assert saved["model_overrides"] == {"dropout": 0.0}
     # the same run again without --resume, a batch that does not divide, missing shards
-    assert run_from_cli(parser.parse_args(args)) == 2
+    assert run_command(command, parser.parse_args(args)) == 2
     assert "already holds a run" in capsys.readouterr().err
     bad = args[:6] + ["--batch-size", "12"] + args[8:]
-    assert run_from_cli(parser.parse_args(bad + ["--run", "other"])) == 2
+    assert run_command(command, parser.parse_args(bad + ["--run", "other"])) == 2
     assert "not a multiple" in capsys.readouterr().err
-    assert run_from_cli(parser.parse_args(["--root", str(tmp_path), "--no-ray"])) == 2
+    assert run_command(command, parser.parse_args(["--root", str(tmp_path), "--no-ray"])) == 2
     assert "shard-corpus" in capsys.readouterr().err
     # --resume continues to a longer schedule's end
     more = [a if a != "4" else "6" for a in args] + ["--resume"]
-    assert run_from_cli(parser.parse_args(more)) == 0
+    assert run_command(command, parser.parse_args(more)) == 0
     assert last_step(run / "metrics.jsonl") == 6
     assert np.isfinite([m["loss"] for m in read_metrics(run)]).all()

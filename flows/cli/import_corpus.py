@@ -1,18 +1,23 @@
-"""`roberta import-corpus`: arguments and the handler, kept apart from flows/cli.py like
-flows/pretrain_cli.py (building the parser imports no Prefect)."""
+"""`roberta import-corpus`: text, JSONL, Parquet, OpenWebText, Wikipedia → documents."""
 from __future__ import annotations
 
 import argparse
-import sys
+
+from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_document_filters, add_download_options,
+                              add_root, add_runner, document_filters, runner_of)
+
+NAME = "import-corpus"
+HELP = "text, JSONL, Parquet, OpenWebText, Wikipedia → documents"
+DESCRIPTION = ("Import corpora that come as files (the paper's Wikipedia, OpenWebText, "
+               "BookCorpus/Stories-style text) into RUN_DIR/corpus/ as source NAME, with "
+               "build-corpus's language, quality and dedup steps; dedup runs over every source "
+               "in the run root.")
 
 FORMATS = ("auto", "text", "text-blank-lines", "jsonl", "parquet", "owt", "wikipedia")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flows.cli import DEFAULT_ROOT, _add_runner, add_document_filters, add_download_options
-
-    p.add_argument("--root", default=DEFAULT_ROOT, metavar="RUN_DIR",
-                   help="run root holding every stage's artifacts (default: %(default)s)")
+    add_root(p)
     p.add_argument("--name", required=True, metavar="NAME",
                    help="source name stored with each document (wikipedia, openwebtext, "
                         "bookcorpus, stories, ...); mixture weights (--mix) refer to it")
@@ -30,60 +35,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url-column", default="url", help="optional URL field (default: %(default)s)")
     p.add_argument("--title-column", default="title",
                    help="optional title field (default: %(default)s)")
-    _add_runner(p)
+    add_runner(p)
     add_document_filters(p)
     add_download_options(p)
 
 
-def run_from_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from corpus.import_inputs import resolve_import_inputs
-    from corpus.inputs import InputError
-    from flows.build_corpus import BuildCorpusError, corpus_options
-    from flows.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, manifest_counter
-    from flows.progress import watch_files
-
-    try:
-        sources = resolve_import_inputs(args.inputs)
-    except InputError as exc:
-        print(f"roberta import-corpus: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    options = corpus_options(languages=args.languages.split(","),
-                             lang_threshold=args.lang_threshold, min_words=args.min_words,
-                             near_dup_threshold=args.near_dup_threshold)
+    from flows.build_corpus import corpus_options
     from flows.import_corpus import import_corpus
+    from flows.progress import manifest_counter, watch_files
 
+    sources = resolve_import_inputs(args.inputs)
+    options = corpus_options(**document_filters(args))
     with watch_files(f"{args.name} files", *manifest_counter(
             args.root, len(sources), {s.input_id for s in sources})):
-        try:
-            summary = import_corpus(
-                inputs=[s.location for s in sources], name=args.name, root=args.root,
-                format=args.format, text_column=args.text_column, id_column=args.id_column,
-                url_column=args.url_column, title_column=args.title_column,
-                runner="ray" if args.ray_address else args.runner, workers=args.workers,
-                ray_address=args.ray_address, options=options,
-                keep_downloads=args.keep_downloads, download_retries=args.download_retries)
-        except ValueError as exc:
-            print(f"roberta import-corpus: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except BuildCorpusError as exc:
-            print(f"roberta import-corpus: {exc}", file=sys.stderr)
-            return EXIT_ERROR
+        summary = import_corpus(
+            inputs=[s.location for s in sources], name=args.name, root=args.root,
+            format=args.format, text_column=args.text_column, id_column=args.id_column,
+            url_column=args.url_column, title_column=args.title_column,
+            runner=runner_of(args), workers=args.workers, ray_address=args.ray_address,
+            options=options, keep_downloads=args.keep_downloads,
+            download_retries=args.download_retries)
     _print_summary(summary)
     return EXIT_PARTIAL if summary["failed_inputs"] else EXIT_OK
 
 
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from flows.cli.build_corpus import print_outcomes
 
-    table = Table(title=f"import-corpus {summary['name']}: outcomes over all records read")
-    table.add_column("outcome")
-    table.add_column("records", justify="right")
-    for outcome, n in sorted(summary["outcomes"].items(), key=lambda kv: -kv[1]):
-        if n:
-            table.add_row(outcome, f"{n:,}")
-    console = Console()
-    console.print(table)
+    console = print_outcomes(f"import-corpus {summary['name']}: outcomes over all records read",
+                             summary["outcomes"])
     for e in summary["errors"][:20]:
         console.print(f"[yellow]damaged[/]: {e['file']} {e.get('where', '')}: {e['message']}")
     if len(summary["errors"]) > 20:

@@ -1,13 +1,18 @@
-"""`roberta ablations`: arguments and the run. Kept apart from flows/ablations.py so that
-building the CLI's parser imports neither Prefect nor torch."""
+"""`roberta ablations`: the paper's Section 4 comparisons at a chosen scale."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from flows.cli import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, int_at_least, number_list,
-                       positive_int)
+from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_model_preset, add_root, add_sweep,
+                              int_at_least, positive_int, runner_of)
+
+NAME = "ablations"
+HELP = "the paper's Section 4 comparisons at a chosen scale"
+DESCRIPTION = ("Rerun Tables 1-3 and Section 4.4 (masking, input format/NSP, batch size, BPE) "
+               "on RUN_DIR's corpus: one pretrain + finetune-eval per arm, tables with the "
+               "paper's numbers under RUN_DIR/results/ablations/.")
 
 
 def _tables(text: str) -> str:
@@ -22,15 +27,12 @@ def _tables(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--root", default="./runs/default", metavar="RUN_DIR",
-      help="run root with corpus/documents and tokenizer/ (e.g. after `roberta pipeline`); "
-           "writes RUN_DIR/ablations/<arm>/ and RUN_DIR/results/ablations/ "
-           "(default: %(default)s)")
+    add_root(parser, "run root with corpus/documents and tokenizer/ (e.g. after `roberta "
+                     "pipeline`); writes RUN_DIR/ablations/<arm>/ and RUN_DIR/results/ablations/")
     a("--tables", type=_tables, default="1,2,3,bpe",
       help="comparisons: 1 (static vs dynamic masking), 2 (input format / NSP), 3 (batch size "
            "at equal compute), bpe (char- vs byte-level BPE) (default: %(default)s)")
-    a("--config", default="tiny", choices=["tiny", "small", "base", "large"],
-      help="model preset (default: %(default)s)")
+    add_model_preset(parser, "tiny", "model preset")
     a("--steps", type=positive_int, default=None, metavar="S",
       help="updates of the base arm, a multiple of 32 (Table 3 runs S/8 and S/32) "
            "(default: the preset's)")
@@ -57,13 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "mnli,sst2,squad1,squad2,race)")
     a("--data-dir", default="synthetic", metavar="DIR",
       help="task data (GLUE TSV dirs, SQuAD/, RACE/), or 'synthetic' (default)")
-    a("--seeds", type=number_list(int), default=None, metavar="1,2,3",
-      help="finetuning seeds (default: the paper's five)")
-    a("--lrs", type=number_list(float), default=None, metavar="1e-5,2e-5",
-      help="finetuning learning rates (default: Table 10)")
-    a("--finetune-batch-sizes", type=number_list(int, 1), default=None, metavar="16,32",
-      help="finetuning batch sizes (default: Table 10)")
-    a("--epochs", type=positive_int, default=None, help="finetuning epochs (default: Table 10)")
+    add_sweep(parser, batch_sizes="--finetune-batch-sizes")
     a("--limit", type=positive_int, default=None, metavar="N",
       help="at most N training examples per task (smoke runs)")
     a("--device", choices=["cpu", "cuda"], default=None, help="finetuning device")
@@ -82,39 +78,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0)
 
 
-def run_from_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from evaluation.ablations import arms_for, parse_tables
-    from flows.ablations import ARM_FILE, ablations
+    from flows.ablations import ablations
     from flows.progress import count_files, watch_files
+    from runroot import layout
 
-    try:
-        total = len(arms_for(parse_tables(args.tables)))
-    except ValueError as exc:
-        print(f"roberta ablations: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    runner = "ray" if args.ray_address else args.runner
-    try:
-        with watch_files("ablation arms", count_files(Path(args.root) / "ablations",
-                                                      f"*/{ARM_FILE}"), total=total):
-            out = ablations(
-                root=args.root, tables=args.tables, config=args.config, steps=args.steps,
-                batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
-                lr=args.lr, block_size=args.block_size, static_masks=args.static_masks,
-                char_vocab=args.char_vocab, valid_sequences=args.valid_sequences,
-                valid_fraction=args.valid_fraction, tasks=args.tasks, data_dir=args.data_dir,
-                seeds=args.seeds, lrs=args.lrs, finetune_batch_sizes=args.finetune_batch_sizes,
-                epochs=args.epochs, limit=args.limit, device=args.device, runner=runner,
-                workers=args.workers, ray_address=args.ray_address,
-                train_workers=args.train_workers, gpu=args.gpu, address=args.ray_address,
-                use_ray=args.use_ray, seed=args.seed)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"roberta ablations: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    total = len(arms_for(parse_tables(args.tables)))
+    arms_done = count_files(Path(args.root) / layout.ABLATIONS, f"*/{layout.ARM_DONE}")
+    with watch_files("ablation arms", arms_done, total=total):
+        out = ablations(
+            root=args.root, tables=args.tables, config=args.config, steps=args.steps,
+            batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+            lr=args.lr, block_size=args.block_size, static_masks=args.static_masks,
+            char_vocab=args.char_vocab, valid_sequences=args.valid_sequences,
+            valid_fraction=args.valid_fraction, tasks=args.tasks, data_dir=args.data_dir,
+            seeds=args.seeds, lrs=args.lrs, finetune_batch_sizes=args.finetune_batch_sizes,
+            epochs=args.epochs, limit=args.limit, device=args.device, runner=runner_of(args),
+            workers=args.workers, ray_address=args.ray_address,
+            train_workers=args.train_workers, gpu=args.gpu, address=args.ray_address,
+            use_ray=args.use_ray, seed=args.seed)
     for name, files in out["tables"].items():
         print(Path(files["md"]).read_text())
         print(f"[{name}: {files['parquet']}, chart {files['png']}]\n")
     if out["skipped"]:
         print("already done, skipped: " + ", ".join(out["skipped"]))
+    return _report_failures(out)
+
+
+def _report_failures(out: dict) -> int:
     failed = out.get("failed") or {}
     for arm, error in failed.items():
         print(f"arm {arm} FAILED: {error}", file=sys.stderr)

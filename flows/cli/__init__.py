@@ -1,0 +1,62 @@
+"""`roberta`: one subcommand per flow, each taking `--root RUN_DIR`.
+
+Each subcommand is a module of this package with NAME, HELP, DESCRIPTION,
+`add_arguments(parser)` and `run(args)`; `flows/cli/common.py` holds what they share: the
+exit codes, argument types, option groups, and `run_command`, which turns exceptions into
+exit codes the same way for all of them. Exit codes: 0 the run completed (damaged inputs are
+counted in its reports, not fatal); 2 bad arguments or inputs (missing path, unreachable
+listing); 3 the run finished but some inputs could not be processed at all (rerun to retry
+them); 1 the run failed; 130 interrupted.
+
+Building the parser imports neither Prefect nor torch (`roberta --help` stays instant): a
+subcommand imports its flow inside `run`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from flows.cli import (ablations, build_corpus, finetune_eval, import_corpus, pipeline, pretrain,
+                       results, shard_corpus, train_tokenizer)
+from flows.cli.common import run_command
+
+COMMANDS = {m.NAME: m for m in (build_corpus, import_corpus, train_tokenizer, shard_corpus,
+                                pretrain, ablations, finetune_eval, pipeline, results)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="roberta", description="RoBERTa pretraining pipeline: every subcommand is a "
+        "Prefect flow; with no Prefect server configured it runs in ephemeral mode.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Prefect's flow and task logs on the console, and the "
+                             "traceback of a failure")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.HELP,
+                                             description=command.DESCRIPTION))
+    return parser
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """The CLI shows its own progress and summary; Prefect's per-run console logs and Ray
+    workers' logs stay available with --verbose, and always reach the Prefect UI and the Ray
+    dashboard."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("ROBERTA_RAY_LOG_TO_DRIVER", "0")
+    else:  # asked for: wins over a quieting inherited from a parent `roberta` process
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = os.environ.get(
+            "PREFECT_LOGGING_LEVEL", "INFO")
+        os.environ["ROBERTA_RAY_LOG_TO_DRIVER"] = "1"
+    # An ephemeral server on an offline machine should not try to phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_prefect_console(args.verbose)
+    return run_command(COMMANDS[args.command], args)
+
+
+__all__ = ["COMMANDS", "build_parser", "main"]

@@ -1,0 +1,72 @@
+"""`roberta pipeline`: all five stages under one run root, each skipped when already done."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_model_preset, add_root, add_sweep,
+                              positive_int, with_progress_bars)
+
+NAME = "pipeline"
+HELP = "all five stages, each skipped when already done"
+DESCRIPTION = ("build-corpus → train-tokenizer → shard-corpus → pretrain → finetune-eval "
+               "under one run root; a rerun skips finished stages and resumes an interrupted "
+               "pretraining run.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from runroot.shard_format import FORMATS
+
+    add_root(p)
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="build-corpus inputs (default: the bundled sample crawl)")
+    p.add_argument("--vocab-size", type=int, default=50265, help="BPE vocabulary size")
+    p.add_argument("--format", default="full-sentences", choices=FORMATS,
+                   help="shard-corpus input format (default: %(default)s)")
+    p.add_argument("--block-size", type=positive_int, default=512, help="tokens per block")
+    add_model_preset(p, "base", "pretrain preset")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="pretrain updates (default: preset)")
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="SEQS",
+                   help="sequences per update (default: preset)")
+    p.add_argument("--train-workers", type=positive_int, default=1, metavar="N",
+                   help="Ray Train workers (default: %(default)s)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    p.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                   help="Ray cluster for the fan-outs and training (default: local)")
+    p.add_argument("--tasks", default=None,
+                   help="finetune-eval tasks (default: glue, or sst2,squad1 with synthetic data)")
+    p.add_argument("--data-dir", default="synthetic", metavar="DIR",
+                   help="task data, or 'synthetic' for generated stand-ins (default)")
+    add_sweep(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline
+    from training.pretrain_config import PretrainConfig
+
+    config = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
+                                    batch_size=args.batch_size)
+    out = with_progress_bars(
+        pipeline, inputs=args.inputs or None, root=args.root, vocab_size=args.vocab_size,
+        format=args.format, block_size=args.block_size, pretrain_config=config,
+        train_workers=args.train_workers, gpu=args.gpu, address=args.address,
+        tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
+        batch_sizes=args.batch_sizes, epochs=args.epochs)
+    from rich.console import Console
+
+    from evaluation.results import print_results
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    print_results(args.root, console=console)
+    if out["synthetic_tasks"]:
+        console.print("[dim]Tasks are synthetic stand-ins in GLUE/SQuAD format (no task data "
+                      "given): the scores show the harness learns, the paper's columns are for "
+                      "reference only.[/]")
+    if out["skipped"]:
+        console.print(f"already done, skipped: {', '.join(out['skipped'])}")
+    console.print("[bold]Where everything is[/]")
+    for name, path in out["artifacts"].items():
+        console.print(f"  {name:16s} {Path(path).resolve()}")
+    return EXIT_PARTIAL if out["failed_jobs"] else EXIT_OK

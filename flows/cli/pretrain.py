@@ -1,0 +1,132 @@
+"""`roberta pretrain`: arguments, and a progress bar that follows `metrics.jsonl`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flows.cli.common import (EXIT_OK, RunFailed, add_model_preset, add_root, key_value,
+                              one_line, positive_int)
+from runroot import layout
+
+NAME = "pretrain"
+HELP = "packed blocks → RoBERTa checkpoints (Ray Train)"
+DESCRIPTION = ("Pretrain a RoBERTa encoder on RUN_DIR/shards with the paper's recipe (dynamic "
+               "masking, no NSP, AdamW β2=0.98, linear warm-up and decay, large batches by "
+               "accumulation) on Ray Train; checkpoints in the Hugging Face layout under "
+               "RUN_DIR/pretrain/RUN/.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    add_root(parser, "run root: reads RUN_DIR/shards and RUN_DIR/tokenizer, writes "
+                     "RUN_DIR/pretrain/RUN")
+    add_model_preset(parser, "tiny", "model + optimizer preset")
+    a("--steps", type=positive_int, default=None, metavar="N",
+      help="optimizer updates, the LR schedule's length (default: preset)")
+    a("--batch-size", type=positive_int, default=None, metavar="SEQS",
+      help="sequences per optimizer update, whatever the worker count (default: preset; 8192 "
+           "for base/large)")
+    a("--micro-batch-size", type=positive_int, default=None, metavar="SEQS",
+      help="sequences per forward/backward on one worker (default: 16, or fewer to fit a "
+           "worker's share of the batch)")
+    a("--workers", type=positive_int, default=1, metavar="N",
+      help="Ray Train workers (default: %(default)s)")
+    a("--gpu", action="store_true", help="one GPU per worker (NCCL)")
+    a("--address", default=None, metavar="RAY_ADDRESS",
+      help="attach to this Ray cluster (default: start a local Ray)")
+    a("--run", default=None, metavar="NAME",
+      help="run name, under RUN_DIR/pretrain/ (default: the config name)")
+    a("--resume", action="store_true", help="continue the run from its last checkpoint")
+    a("--checkpoint-every", type=int, default=None, metavar="N",
+      help="updates between checkpoints (default: 1000, or steps/10)")
+    a("--keep-last", type=int, default=3, metavar="K",
+      help="checkpoints kept (default: %(default)s)")
+    a("--valid-every", type=int, default=None, metavar="N",
+      help="updates between validations (default: as checkpoints)")
+    a("--seed", type=int, default=0)
+    a("--masking", choices=("dynamic", "static"), default="dynamic",
+      help="dynamic masks (RoBERTa) or the shards' static masks (BERT)")
+    a("--model-set", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+      help="override a ModelConfig field (repeatable)")
+    a("--optim-set", action="append", type=key_value, default=[], metavar="KEY=VALUE",
+      help="override an OptimConfig field (repeatable)")
+    a("--max-failures", type=int, default=2, metavar="N",
+      help="worker-group restarts from the last checkpoint (default: %(default)s)")
+    a("--compile", default="auto", choices=("auto", "off", "default", "cudagraphs"),
+      help="torch.compile the step: cudagraphs = CUDA graphs + ATen dropout RNG (fastest "
+           "measured on a GPU); auto = cudagraphs on one GPU, default on several, off on CPU "
+           "(default: %(default)s)")
+    a("--no-ray", dest="use_ray", action="store_false",
+      help="run the loop in this process (a bare GPU box, debugging)")
+
+
+def last_step(path: Path) -> int:
+    """Step of the last complete line of a metrics.jsonl, reading only its tail."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 4096))
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def pretrain_config(args: argparse.Namespace):
+    """The run's whole `PretrainConfig`, from every argument that shapes it."""
+    from training.pretrain_config import PretrainConfig
+
+    return PretrainConfig.for_run(
+        args.root, args.config, run=args.run, steps=args.steps, batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size, checkpoint_every=args.checkpoint_every,
+        valid_every=args.valid_every, keep_last=args.keep_last, seed=args.seed,
+        masking=args.masking, model_overrides=dict(args.model_set),
+        optim_overrides=dict(args.optim_set), compile=args.compile)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flows.pretrain import check_inputs, pretrain
+    from flows.progress import watch_files
+    from training.pretrain_config import PretrainConfigError
+    from training.ray_launcher import RunExistsError
+
+    config = pretrain_config(args)
+    # Every check, before Prefect starts and before the progress bar shows.
+    total = check_inputs(config, args.workers, args.use_ray, args.resume).steps
+    metrics_path = config.run_dir / layout.METRICS
+    try:
+        with watch_files("optimizer updates", lambda: last_step(metrics_path), total=total):
+            out = pretrain(config=config, workers=args.workers, gpu=args.gpu,
+                           address=args.address, resume=args.resume,
+                           max_failures=args.max_failures, use_ray=args.use_ray)
+    except (RunExistsError, PretrainConfigError, FileNotFoundError):
+        raise
+    except Exception as exc:  # training failed: the last good checkpoint stays
+        raise RunFailed(f"training failed: {one_line(str(exc))} (resume from the last "
+                        f"checkpoint with --resume --run {config.run})") from exc
+    print_summary(config.run, config.run_dir, out)
+    return EXIT_OK
+
+
+def print_summary(run: str, run_dir: Path, out: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.metrics_log import read_metrics, summary_rows
+
+    table = Table(title=f"pretrain {run}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    summary = dict(out["summary"], metrics=read_metrics(run_dir))
+    for row in summary_rows(summary):
+        table.add_row(row["quantity"], row["value"])
+    console = Console()
+    console.print(table)
+    console.print(f"loss curve: {out['loss_png']}")
