@@ -26,7 +26,7 @@ def check_inputs(config: PretrainConfig, workers: int = 1, use_ray: bool = True,
     """Every check of a run before anything starts: the config against the shards and itself
     (`resolve`: sizes, vocabulary, tokenizer, masking) for this many workers, and no fresh run
     over an existing one. Raises PretrainConfigError, FileNotFoundError or RunExistsError."""
-    from training.ray_launcher import refuse_existing_run
+    from training.run_checkpoints import refuse_existing_run
 
     resolved = resolve(config, workers if use_ray else 1)
     refuse_existing_run(config.run_dir, resume)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def pretrain_style_checkpoint(root, run: str, step: int):
     """A tiny model exported where `pretrain` puts checkpoints, with the completion manifest
     that `pretrain` writes last (finetune-eval only picks up complete checkpoints)."""
-    from training.checkpoint import FORMAT_VERSION, MANIFEST, step_dir_name
+    from training.run_checkpoints import FORMAT_VERSION, MANIFEST, step_dir_name
 
     d = make_tiny_checkpoint(root / "pretrain" / run / "checkpoints" / step_dir_name(step))
     files = sorted(p.name for p in d.iterdir())

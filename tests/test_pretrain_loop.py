@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from tests._pretrain_shards import sample_shards_root
 from training import checkpoint as ckpt
+from training import run_checkpoints
 from training.loop import train, validation_batches
 from training.metrics_log import read_metrics
 from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve
@@ -45,7 +46,7 @@ def test_resume_gives_the_same_losses(shards_root, tmp_path):
     first: list[dict] = []
     s1 = train(cfg, on_metrics=collect(first), stop_after=6)
     assert s1["steps"] == 6 and not s1["finished"]
-    assert [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)] == [4, 6]
+    assert [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)] == [4, 6]
     resumed: list[dict] = []
     s2 = train(cfg, resume_from="latest", on_metrics=collect(resumed))
     assert s2["finished"] and [m["step"] for m in resumed] == list(range(7, 13))
@@ -53,7 +54,7 @@ def test_resume_gives_the_same_losses(shards_root, tmp_path):
     # A crash between checkpoints: resume from step 4 redoes 5 and 6 identically.
     cfg4 = small_config(root, "from-step-4")
     again: list[dict] = []
-    train(cfg4, resume_from=ckpt.list_checkpoints(cfg.run_dir)[0][1], on_metrics=collect(again))
+    train(cfg4, resume_from=run_checkpoints.list_checkpoints(cfg.run_dir)[0][1], on_metrics=collect(again))
     assert [m["step"] for m in again] == list(range(5, 13))
 
     keys = ("loss", "grad_norm", "lr", "tokens")
@@ -64,12 +65,12 @@ def test_resume_gives_the_same_losses(shards_root, tmp_path):
         if "valid_loss" in m and "valid_loss" in want[m["step"]]:
             assert m["valid_loss"] == want[m["step"]]["valid_loss"]
     # Same final weights, bit for bit; metrics.jsonl tells the whole trajectory once.
-    a = load_file(str(ckpt.latest_checkpoint(small_config(root, "uninterrupted").run_dir)
+    a = load_file(str(run_checkpoints.latest_checkpoint(small_config(root, "uninterrupted").run_dir)
                       / "model.safetensors"))
-    b = load_file(str(ckpt.latest_checkpoint(cfg.run_dir) / "model.safetensors"))
+    b = load_file(str(run_checkpoints.latest_checkpoint(cfg.run_dir) / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [m["step"] for m in read_metrics(cfg.run_dir)] == list(range(1, 13))
-    state = json.loads((ckpt.latest_checkpoint(cfg.run_dir) / "trainer_state.json").read_text())
+    state = json.loads((run_checkpoints.latest_checkpoint(cfg.run_dir) / "trainer_state.json").read_text())
     assert state["step"] == 12 and state["train_step"]["steps"] == 12
 
 
@@ -83,7 +84,7 @@ def test_pipelined_and_read_every_step_loops_agree(shards_root):
         cfg = small_config(shards_root, f"fused-{fused}", steps=6, checkpoint_every=3,
                            optim_overrides={"fused": fused}, pipeline=fused)
         train(cfg, on_metrics=collect(got))
-        runs[fused] = (got, [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)])
+        runs[fused] = (got, [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)])
     (a, ck_a), (b, ck_b) = runs[True], runs[False]
     assert ck_a == ck_b == [3, 6]
     assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(1, 7))
@@ -125,9 +126,9 @@ def test_pipelined_loop_after_a_late_skip(shards_root):
 def test_checkpoint_contents_and_keep_last(shards_root):
     cfg = small_config(shards_root, "keep", steps=10, checkpoint_every=2, keep_last=2)
     train(cfg)
-    steps = [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)]
+    steps = [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)]
     assert steps == [8, 10]
-    d = ckpt.latest_checkpoint(cfg.run_dir)
+    d = run_checkpoints.latest_checkpoint(cfg.run_dir)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt",
                  "scheduler.pt", "trainer_state.json", "pretrain_config.json", "metrics.jsonl",
                  "rank-00000.pt", "checkpoint.json"):
@@ -156,9 +157,9 @@ def test_consecutive_nonfinite_stops_with_last_good_checkpoint(shards_root):
                        max_consecutive_nonfinite=3, nonfinite_at=tuple(range(9, 100)))
     with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
         train(cfg)
-    latest = ckpt.latest_checkpoint(cfg.run_dir)
-    assert latest is not None and latest.name == "step-00000008" and ckpt.is_complete(latest)
-    assert [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)] == [4, 8]
+    latest = run_checkpoints.latest_checkpoint(cfg.run_dir)
+    assert latest is not None and latest.name == "step-00000008" and run_checkpoints.is_complete(latest)
+    assert [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)] == [4, 8]
     last = read_metrics(cfg.run_dir)[-1]
     assert "error" in last and last["skipped_total"] == 3
     # The last good checkpoint resumes (without the injected fault) to the end.

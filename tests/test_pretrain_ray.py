@@ -13,9 +13,11 @@ import torch
 
 from tests._pretrain_shards import sample_shards_root
 from training import checkpoint as ckpt
+from training import run_checkpoints
 from training.metrics_log import read_metrics
 from training.pretrain_config import PretrainConfig
-from training.ray_launcher import WORKERS_FILE, RunExistsError, launch
+from training.ray_launcher import WORKERS_FILE, launch
+from training.run_checkpoints import RunExistsError
 
 pytestmark = pytest.mark.slow
 
@@ -69,9 +71,9 @@ def test_two_workers_recover_from_a_killed_worker(shards_root, ray_local):
     # One trajectory: every update once, in order, the file restarted from the checkpoint.
     assert [m["step"] for m in read_metrics(cfg.run_dir)] == list(range(1, 31))
     final = Path(summary["checkpoint"])
-    assert final.name == "step-00000030" and ckpt.is_complete(final)
+    assert final.name == "step-00000030" and run_checkpoints.is_complete(final)
     assert {"rank-00000.pt", "rank-00001.pt"} <= {p.name for p in final.iterdir()}
-    assert len(ckpt.list_checkpoints(cfg.run_dir)) == 2          # keep_last through Ray
+    assert len(run_checkpoints.list_checkpoints(cfg.run_dir)) == 2          # keep_last through Ray
     # Ranks read disjoint data and each saved its own position.
     r0 = ckpt.read_checkpoint(final, rank=0, world_size=2)["reader"]
     r1 = ckpt.read_checkpoint(final, rank=1, world_size=2)["reader"]
@@ -111,7 +113,7 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
     assert png == shards_root / "pretrain" / "flow" / "loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     step_dir = Path(out["checkpoint"])
-    assert step_dir.name == "step-00000010" and ckpt.is_complete(step_dir)
+    assert step_dir.name == "step-00000010" and run_checkpoints.is_complete(step_dir)
     assert out["summary"]["steps"] == 10 and out["summary"]["valid_loss"] is not None
 
     hf = AutoModelForMaskedLM.from_pretrained(step_dir).eval()
@@ -152,7 +154,7 @@ def test_cli_in_process_and_bad_input(shards_root, tmp_path, capsys):
     assert run_command(command, parser.parse_args(args)) == 0
     run = shards_root / "pretrain" / "cli"
     assert last_step(run / "metrics.jsonl") == 4 and (run / "loss.png").is_file()
-    saved = json.loads((ckpt.latest_checkpoint(run) / "pretrain_config.json").read_text())
+    saved = json.loads((run_checkpoints.latest_checkpoint(run) / "pretrain_config.json").read_text())
     assert saved["model_overrides"] == {"dropout": 0.0}
     # the same run again without --resume, a batch that does not divide, missing shards
     assert run_command(command, parser.parse_args(args)) == 2

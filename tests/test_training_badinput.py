@@ -8,7 +8,7 @@ import pytest
 
 from tests._pretrain_shards import sample_shards_root
 from tests._shards_corpus import write_corpus
-from training import checkpoint as ckpt
+from training import run_checkpoints
 from training.loop import train
 from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve
 
@@ -63,7 +63,7 @@ def saved_run(shards_root):
     """A run interrupted after update 6, with checkpoints at 2, 4 and 6."""
     cfg = config(shards_root, "damage-base")
     train(cfg, stop_after=6)
-    assert [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)] == [2, 4, 6]
+    assert [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)] == [2, 4, 6]
     return cfg
 
 
@@ -104,7 +104,7 @@ def test_damaged_newest_checkpoint_falls_back_with_a_named_warning(saved_run, ki
     step6 = cfg.run_dir / "checkpoints" / "step-00000006"
     damage(step6 / name)
     # An explicit checkpoint that does not verify is an error naming the file.
-    with pytest.raises(ckpt.CheckpointError, match=rf"step-00000006/{name}: .*{why}"):
+    with pytest.raises(run_checkpoints.CheckpointError, match=rf"step-00000006/{name}: .*{why}"):
         train(cfg, resume_from=step6)
     # "latest" warns (file and reason) and resumes from step 4; nothing is lost.
     with pytest.warns(UserWarning, match=rf"not resuming from step-00000006: .*{name}: .*{why}"):
@@ -129,7 +129,7 @@ def test_checkpoint_without_digests_still_loads_and_load_errors_name_the_file(sa
         del m["digests"]
         (d / "checkpoint.json").write_text(json.dumps(m))
     (step6 / "scheduler.pt").write_bytes(b"")
-    with pytest.raises(ckpt.CheckpointError, match=r"step-00000006/scheduler.pt: cannot be "
+    with pytest.raises(run_checkpoints.CheckpointError, match=r"step-00000006/scheduler.pt: cannot be "
                                                    r"read \(EOFError"):
         train(cfg, resume_from=step6)
     with pytest.warns(UserWarning, match=r"scheduler.pt: cannot be read"):
@@ -139,9 +139,9 @@ def test_checkpoint_without_digests_still_loads_and_load_errors_name_the_file(sa
 
 def test_no_usable_checkpoint_is_an_error_not_a_fresh_start(saved_run):
     cfg = copy_run(saved_run, "all-damaged")
-    for _, d in ckpt.list_checkpoints(cfg.run_dir):
+    for _, d in run_checkpoints.list_checkpoints(cfg.run_dir):
         truncate(d / "optimizer.pt")
     with pytest.warns(UserWarning), \
-            pytest.raises(ckpt.CheckpointError, match="no checkpoint can be resumed"):
+            pytest.raises(run_checkpoints.CheckpointError, match="no checkpoint can be resumed"):
         train(cfg, resume_from="latest")
-    assert [s for s, _ in ckpt.list_checkpoints(cfg.run_dir)] == [2, 4, 6]   # kept
+    assert [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)] == [2, 4, 6]   # kept

@@ -24,14 +24,13 @@ Weights are stored only once, in the HF file, and restored from it exactly (floa
 Integrity: `restore` checks every file against the sizes and sha256 digests in the manifest
 (checkpoints from before digests were recorded: presence only) and reports a bad file as a
 `CheckpointError` naming it; `restore_latest` then falls back to the next-newest checkpoint.
+Finding, listing and verifying checkpoints needs no torch: training/run_checkpoints.py.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import warnings
 from pathlib import Path
@@ -43,19 +42,10 @@ import torch.distributed as dist
 
 from runroot import layout, storage
 from training.hf_io import export_hf, from_hf_state_dict, read_hf_weights
-
-FORMAT_VERSION = 1
-MANIFEST = "checkpoint.json"
-_STEP_RE = re.compile(r"^step-(\d+)$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, damaged or unreadable; the message names the file."""
-
-
-def step_dir_name(step: int) -> str:
-    return f"step-{step:08d}"
-
+from training.run_checkpoints import (FORMAT_VERSION, MANIFEST, CheckpointError, file_digest,
+                                      latest_checkpoint, list_checkpoints, load_file,
+                                      read_json, read_manifest, step_dirs, step_dir_name,
+                                      verify_checkpoint)
 
 def rank_file(rank: int) -> str:
     return f"rank-{rank:05d}.pt"
@@ -154,14 +144,6 @@ def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int
                                "digests": digests})
 
 
-def file_digest(path: Path) -> dict:
-    """{"size", "sha256"} of a file just written (read back from the page cache: about a
-    second per GB, and checkpoints are infrequent)."""
-    with open(path, "rb") as f:
-        return {"size": os.fstat(f.fileno()).st_size,
-                "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
-
-
 def _all_ranks(mine: dict, world_size: int) -> dict:
     """The union of every rank's `mine` (all ranks must call this together)."""
     if world_size == 1 or not _dist_ready():
@@ -171,65 +153,13 @@ def _all_ranks(mine: dict, world_size: int) -> dict:
     return {k: v for part in parts for k, v in part.items()}
 
 
-def read_manifest(directory: str | os.PathLike) -> dict:
-    p = Path(directory) / MANIFEST
-    if not p.is_file():
-        raise FileNotFoundError(f"{directory}: not a complete checkpoint (no {MANIFEST})")
-    m = _load(p, _read_json)
-    if not (isinstance(m, dict) and isinstance(m.get("files"), list) and "world_size" in m
-            and isinstance(m.get("digests", {}), dict)):
-        raise CheckpointError(f"{p}: damaged: not a checkpoint manifest")
-    return m
-
-
-def is_complete(directory: str | os.PathLike) -> bool:
-    try:
-        m = read_manifest(directory)
-    except (FileNotFoundError, CheckpointError):
-        return False
-    return all((Path(directory) / f).is_file() for f in m["files"])
-
-
-def verify_checkpoint(directory: str | os.PathLike) -> dict:
-    """The manifest, once every file it lists is there with the recorded size and sha256;
-    else CheckpointError naming the first bad file."""
-    d = Path(directory)
-    m = read_manifest(d)
-    for name in m["files"]:
-        p, want = d / name, m.get("digests", {}).get(name)
-        if not p.is_file():
-            raise CheckpointError(f"{p}: missing (listed in {MANIFEST})")
-        if want is None:               # the manifest itself, or written before digests
-            continue
-        got = file_digest(p)
-        if got["size"] != want["size"]:
-            raise CheckpointError(f"{p}: {got['size']} bytes, {MANIFEST} recorded "
-                                  f"{want['size']} (truncated or overwritten)")
-        if got["sha256"] != want["sha256"]:
-            raise CheckpointError(f"{p}: sha256 differs from the one in {MANIFEST} (damaged)")
-    return m
-
-
-def _read_json(path: Path):
-    return json.loads(path.read_text())
-
-
 def _read_jsonl(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _load(path: Path, load: Callable, **kw):
-    """load(path, **kw), any failure raised as a CheckpointError naming the file (torch,
-    safetensors and json raise many different types for a damaged file)."""
-    try:
-        return load(path, **kw)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
-
-
 def load_model_weights(directory: str | os.PathLike, model) -> None:
     """Restore our model's parameters from the checkpoint's HF `model.safetensors`."""
-    weights = _load(Path(directory) / "model.safetensors", lambda p: read_hf_weights(p.parent))
+    weights = load_file(Path(directory) / "model.safetensors", lambda p: read_hf_weights(p.parent))
     sd, _ = from_hf_state_dict(weights, model.cfg)
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
@@ -248,18 +178,18 @@ def read_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int,
                          f"{world_size}: the data positions are per rank; resume with the "
                          f"same number of workers")
     verify_checkpoint(d)
-    per_rank = _load(d / rank_file(rank), torch.load, map_location="cpu", weights_only=True)
+    per_rank = load_file(d / rank_file(rank), torch.load, map_location="cpu", weights_only=True)
     metrics = []
     if (d / layout.METRICS).is_file():
-        metrics = _load(d / layout.METRICS, _read_jsonl)
+        metrics = load_file(d / layout.METRICS, _read_jsonl)
     return {
         "manifest": manifest,
-        "trainer": _load(d / "trainer_state.json", _read_json),
-        "config": _load(d / "pretrain_config.json", _read_json),
+        "trainer": load_file(d / "trainer_state.json", read_json),
+        "config": load_file(d / "pretrain_config.json", read_json),
         "metrics": metrics,
-        "optimizer": _load(d / "optimizer.pt", torch.load, map_location=map_location,
+        "optimizer": load_file(d / "optimizer.pt", torch.load, map_location=map_location,
                            weights_only=True),
-        "scheduler": _load(d / "scheduler.pt", torch.load, map_location="cpu",
+        "scheduler": load_file(d / "scheduler.pt", torch.load, map_location="cpu",
                            weights_only=True),
         "reader": per_rank["reader"],
         "rng": per_rank["rng"],
@@ -281,7 +211,7 @@ def restore_latest(run_dir: str | os.PathLike, model, *, rank: int, world_size: 
     each newer one skipped (named file, reason). None: the run has no checkpoint; all of
     them bad: CheckpointError (never a silent fresh start over a run's history)."""
     bad = []
-    for _, d in reversed(_step_dirs(run_dir)):
+    for _, d in reversed(step_dirs(run_dir)):
         try:
             return d, restore(d, model, rank=rank, world_size=world_size,
                               map_location=map_location)
@@ -292,29 +222,6 @@ def restore_latest(run_dir: str | os.PathLike, model, *, rank: int, world_size: 
     if bad:
         raise CheckpointError(f"{run_dir}: no checkpoint can be resumed: " + "; ".join(bad))
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# where checkpoints go
-# --------------------------------------------------------------------------------------------
-
-def _step_dirs(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Every `step-<N>` directory of a run, complete or not, oldest first."""
-    base = Path(run_dir) / layout.CHECKPOINTS
-    if not base.is_dir():
-        return []
-    return sorted((int(m.group(1)), p) for p in base.iterdir()
-                  if (m := _STEP_RE.match(p.name)) and p.is_dir())
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first, as (step, directory)."""
-    return [(s, p) for s, p in _step_dirs(run_dir) if is_complete(p)]
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    cks = list_checkpoints(run_dir)
-    return cks[-1][1] if cks else None
 
 
 WriteFn = Callable[[Path], None]
@@ -362,7 +269,5 @@ class LocalCheckpointer:
         return latest_checkpoint(self.run_dir)
 
 
-__all__ = ["LocalCheckpointer", "CheckpointError", "write_checkpoint", "read_checkpoint",
-           "load_model_weights", "restore", "restore_latest", "verify_checkpoint", "file_digest",
-           "list_checkpoints", "latest_checkpoint", "is_complete", "read_manifest",
-           "step_dir_name", "rank_file", "rng_state", "set_rng_state"]
+__all__ = ["LocalCheckpointer", "write_checkpoint", "read_checkpoint", "load_model_weights",
+           "restore", "restore_latest", "rank_file", "rng_state", "set_rng_state"]

@@ -30,16 +30,12 @@ import time
 from pathlib import Path
 
 from runroot import layout, storage
-from training import checkpoint as ckpt
 from training.metrics_log import METRICS_FILE, read_metrics
 from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve, run_dir
+from training.run_checkpoints import (RAY_TRAIN_SNAPSHOT, refuse_existing_run,
+                                      step_dir_name)
 
 WORKERS_FILE = layout.WORKERS_LOG
-_RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
-
-
-class RunExistsError(FileExistsError):
-    """A fresh run was asked for but the run directory already holds one."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -56,7 +52,7 @@ class RayCheckpointer:
         import ray.train
         from ray.train import Checkpoint
 
-        name = f"{layout.CHECKPOINTS}/{ckpt.step_dir_name(step)}"
+        name = f"{layout.CHECKPOINTS}/{step_dir_name(step)}"
         d = Path(tempfile.mkdtemp(prefix=f"ckpt-{step}-"))
         try:
             write(d)
@@ -149,18 +145,6 @@ def train_loop_per_worker(config: dict) -> dict:
 # the driver
 # --------------------------------------------------------------------------------------------
 
-def has_run(rdir: Path) -> bool:
-    """A run directory with a checkpoint (ours) or Ray Train state."""
-    return (rdir / _RAY_SNAPSHOT).exists() or bool(ckpt.list_checkpoints(rdir))
-
-
-def refuse_existing_run(rdir: Path, resume: bool) -> None:
-    """Never train a new run over an existing one's checkpoints and metrics."""
-    if has_run(rdir) and not resume:
-        raise RunExistsError(f"{rdir} already holds a run: resume it (--resume), or choose "
-                             f"another run name (--run)")
-
-
 def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
            address: str | None = None, resume: bool = False, max_failures: int = 2,
            cpus_per_worker: float = 1, stop_after: int | None = None,
@@ -191,7 +175,7 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
     started_ray = _start_ray(address, ray_init_kwargs, runtime_env)
     try:
         # A run with no Ray Train state was written by the in-process loop (`--no-ray`).
-        in_process_run = resume and not (rdir / _RAY_SNAPSHOT).exists()
+        in_process_run = resume and not (rdir / RAY_TRAIN_SNAPSHOT).exists()
         trainer = TorchTrainer(
             train_loop_per_worker,
             train_loop_config={"pretrain": cfg.to_dict(), "stop_after": stop_after,
@@ -251,4 +235,4 @@ def _count_restarts(rdir: Path, num_workers: int) -> int:
 
 
 __all__ = ["launch", "train_loop_per_worker", "RayCheckpointer", "RayMetrics",
-           "RunExistsError", "WORKERS_FILE", "has_run", "refuse_existing_run"]
+           "WORKERS_FILE"]

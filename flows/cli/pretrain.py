@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from flows.pretrain import check_inputs, pretrain
     from flows.progress import watch_files
     from training.pretrain_config import PretrainConfigError
-    from training.ray_launcher import RunExistsError
+    from training.run_checkpoints import RunExistsError
 
     config = pretrain_config(args)
     # Every check, before Prefect starts and before the progress bar shows.
