@@ -87,9 +87,12 @@ def test_gpu_bench_isolated_compiled_variant(tmp_path):
                         "ours_compile,not_a_variant"], cwd=REPO, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode != 0 and "unknown variant" in r.stderr
+    # A cache of its own: inductor's shared /tmp cache, half-written by a compile that another
+    # process had killed, failed this test with an ImportError from the cached module.
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     r = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--isolate", "--variants",
                         "ours_compile", "--out", str(out)], cwd=REPO, capture_output=True,
-                       text=True, timeout=400)
+                       text=True, timeout=400, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(out.read_text())["variants"]["ours_compile"]
     assert res["status"] == "ok", res
