@@ -258,7 +258,8 @@ def adopt_tokenizer_hint(root: str, init_from: str) -> str:
     """The commands that make a run root's shards fit a checkpoint's tokenizer."""
     return (f"adopt the checkpoint's tokenizer and shard again: `roberta train-tokenizer "
             f"--root {root} --existing {init_from}`, then `roberta shard-corpus --root {root}` "
-            f"(`roberta pipeline --root NEW_ROOT --init-from {init_from}` does both)")
+            f"with your --format and --block-size (`roberta pipeline --root NEW_ROOT "
+            f"--init-from {init_from}` does both)")
 
 
 def _checkpoint_model(cfg: PretrainConfig, model_kw: dict) -> ModelConfig:
