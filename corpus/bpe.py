@@ -134,6 +134,15 @@ def tokenizer_sha256(tok: Tokenizer) -> str:
     return hashlib.sha256(tok.to_str().encode()).hexdigest()
 
 
+def vocabulary_sha256(tok: Tokenizer) -> str:
+    """sha256 of what vocab.json + merges.txt say (every token with its id, the merges in
+    order), whatever the files' formatting or the rest of tokenizer.json: equal for a
+    tokenizer and its adoption by `use_existing_tokenizer`, so a run root's tokenizer can be
+    compared with a checkpoint's."""
+    vocab = sorted(full_vocab(tok).items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps([vocab, model_merges(tok)]).encode()).hexdigest()
+
+
 def save_tokenizer(root: str | os.PathLike, tok: Tokenizer, info: dict,
                    tokenizer_config: dict) -> dict:
     """Write `tok` to `<root>/tokenizer/` (each file atomically, the info file last) and
@@ -305,30 +314,57 @@ def train_tokenizer(root: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZ
     return save_tokenizer(root, tok, info, ROBERTA_TOKENIZER_CONFIG)
 
 
-def use_existing_tokenizer(root: str | os.PathLike, src_dir: str | os.PathLike,
-                           overwrite: bool = False) -> dict:
-    """Adopt an existing tokenizer instead of training one.
-
-    `src_dir` holds `vocab.json` + `merges.txt` (GPT-2's or RoBERTa's; used when present) or a
-    `tokenizer.json` of ours. The result is written to `<root>/tokenizer/` like a trained one.
-    """
+def tokenizer_from_dir(src_dir: str | os.PathLike) -> tuple[Tokenizer, bytes]:
+    """The RoBERTa tokenizer of a directory (a checkpoint's, GPT-2's, ours) and the bytes it
+    was built from: `vocab.json` + `merges.txt` when present, else our `tokenizer.json`."""
     sfs, sbase = storage.resolve(src_dir)
     vj, mt, tj = (storage.join(sbase, f) for f in ("vocab.json", "merges.txt", "tokenizer.json"))
     if storage.exists(sfs, vj) and storage.exists(sfs, mt):
         vocab, merges = storage.read_bytes(sfs, vj), storage.read_bytes(sfs, mt)
-        raw = vocab + merges
         tok = tokenizer_from_vocab_merges(json.loads(vocab), read_merges(merges.decode()),
                                           where=sbase)
-    elif storage.exists(sfs, tj):
+        return tok, vocab + merges
+    if storage.exists(sfs, tj):
         raw = storage.read_bytes(sfs, tj)
-        tok = Tokenizer.from_str(raw.decode())
+        try:
+            tok = Tokenizer.from_str(raw.decode())
+        except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
+            raise ValueError(f"{tj} is not a readable tokenizer ({e})") from e
         check_specials(tok, tj)
-        tok = _configure(tok)
-    else:
-        raise FileNotFoundError(f"{sbase}: needs vocab.json + merges.txt, or tokenizer.json")
+        return _configure(tok), raw
+    raise FileNotFoundError(f"{sbase}: needs vocab.json + merges.txt, or tokenizer.json")
+
+
+def use_existing_tokenizer(root: str | os.PathLike, src_dir: str | os.PathLike,
+                           overwrite: bool = False) -> dict:
+    """Adopt an existing tokenizer instead of training one.
+
+    `src_dir` holds `vocab.json` + `merges.txt` (GPT-2's or RoBERTa's, e.g. a checkpoint
+    directory; used when present) or a `tokenizer.json` of ours. The result is written to
+    `<root>/tokenizer/` like a trained one.
+    """
+    tok, raw = tokenizer_from_dir(src_dir)
     params = {"mode": "existing", "source": os.fspath(src_dir),
               "source_sha256": hashlib.sha256(raw).hexdigest()}
     old = load_info(root)
     if old and not overwrite and old.get("params") == params:
         return old
     return save_tokenizer(root, tok, {"params": params}, ROBERTA_TOKENIZER_CONFIG)
+
+
+def vocabulary_mismatch(root: str | os.PathLike, src_dir: str | os.PathLike) -> str | None:
+    """Why `<root>/tokenizer/` is not the tokenizer of `src_dir` (e.g. a checkpoint a run
+    continues from), or None: their vocabularies' hashes (`vocabulary_sha256`) differ, or
+    either cannot be read."""
+    try:
+        theirs = vocabulary_sha256(tokenizer_from_dir(src_dir)[0])
+    except (FileNotFoundError, ValueError) as exc:
+        return f"{src_dir} has no usable tokenizer to check the shards against ({exc})"
+    try:
+        ours = vocabulary_sha256(load_tokenizer(root))
+    except (FileNotFoundError, ValueError) as exc:
+        return str(exc)
+    if ours != theirs:
+        return (f"{storage.under(root, layout.TOKENIZER)} is another tokenizer than "
+                f"{src_dir}'s (vocabulary sha256 {ours[:12]} vs {theirs[:12]})")
+    return None

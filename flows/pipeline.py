@@ -3,6 +3,10 @@
 Each stage is the stage's own flow, run as a subflow, and skipped when its output already
 exists (its manifest, written last, is the proof), so a rerun after a failure continues
 where the run stopped; an interrupted pretrain run resumes from its last checkpoint.
+
+Continued pretraining (`pretrain_config.init_from`, a checkpoint directory): train-tokenizer
+adopts the checkpoint's tokenizer instead of training one, and pretrain starts from its
+weights.
 """
 from __future__ import annotations
 
@@ -70,10 +74,11 @@ def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
         seeds, lrs, batch_sizes, epochs: finetuning sweep overrides (default: Table 10).
     """
     cfg = pretrain_stage_config(root, pretrain_config)
+    check_init_from(root, cfg, block_size)
     done = stage_outputs(root, cfg.run)
     skipped = corpus_stages(root, done, inputs=inputs, corpus_runner=corpus_runner,
                             workers=workers, vocab_size=vocab_size, format=format,
-                            block_size=block_size)
+                            block_size=block_size, init_from=cfg.init_from)
     checkpoint, finished = pretrain_stage(cfg, train_workers, gpu=gpu, address=address)
     if finished:
         skipped.append("pretrain")
@@ -92,11 +97,33 @@ def pipeline(inputs: list[str] | None = None, root: str = layout.DEFAULT_ROOT,
             "synthetic_tasks": data_dir == SYNTHETIC_DATA}
 
 
+def check_init_from(root: str, cfg: PretrainConfig, block_size: int | None = None) -> None:
+    """A continued pipeline's checks before any stage runs: the checkpoint directory is a
+    RoBERTa checkpoint whose weights fit its config, its tokenizer is readable, a tokenizer
+    already in the run root is that one (never overwritten), and blocks fit its positions.
+    Raises ValueError (HFCheckpointError) or FileNotFoundError naming what is wrong."""
+    from corpus.bpe import tokenizer_from_dir, vocabulary_mismatch
+    from training.hf_config import check_checkpoint
+
+    if not cfg.init_from:
+        return
+    model = check_checkpoint(cfg.init_from)
+    tokenizer_from_dir(cfg.init_from)
+    if (Path(root) / layout.DONE["train-tokenizer"]).exists():
+        problem = vocabulary_mismatch(root, cfg.init_from)
+        if problem:
+            raise ValueError(f"{problem}: a continued pipeline needs the checkpoint's "
+                             f"tokenizer; use a new --root (this one is left as it is)")
+    if block_size is not None and block_size > model.max_positions:
+        raise ValueError(f"--block-size {block_size}: {cfg.init_from}/config.json allows "
+                         f"{model.max_positions} tokens per block")
+
+
 def corpus_stages(root: str, done: dict[str, Path], *, inputs: list[str] | None,
                   corpus_runner: str, workers: int | None, vocab_size: int, format: str,
-                  block_size: int) -> list[str]:
-    """build-corpus, train-tokenizer and shard-corpus, each unless its output is there;
-    returns the stages skipped."""
+                  block_size: int, init_from: str | None = None) -> list[str]:
+    """build-corpus, train-tokenizer (or, with `init_from`, adopting that checkpoint's) and
+    shard-corpus, each unless its output is there; returns the stages skipped."""
     skipped = []
     if done["build-corpus"].exists():
         skipped.append("build-corpus")
@@ -105,6 +132,8 @@ def corpus_stages(root: str, done: dict[str, Path], *, inputs: list[str] | None,
                      workers=workers)
     if done["train-tokenizer"].exists():
         skipped.append("train-tokenizer")
+    elif init_from:
+        train_tokenizer_flow(root=root, existing=init_from)
     else:
         train_tokenizer_flow(root=root, vocab_size=vocab_size)
     if done["shard-corpus"].exists():

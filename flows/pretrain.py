@@ -18,19 +18,53 @@ from prefect import flow, get_run_logger, task
 from flows.artifacts import publish_png
 from runroot import layout
 from training.metrics_log import plot_loss, read_metrics, summary_rows
-from training.pretrain_config import PretrainConfig, Resolved, resolve
+from training.pretrain_config import PretrainConfig, PretrainConfigError, Resolved, resolve
 
 
 def check_inputs(config: PretrainConfig, workers: int = 1, use_ray: bool = True,
                  resume: bool = False) -> Resolved:
     """Every check of a run before anything starts: the config against the shards and itself
-    (`resolve`: sizes, vocabulary, tokenizer, masking) for this many workers, and no fresh run
-    over an existing one. Raises PretrainConfigError, FileNotFoundError or RunExistsError."""
+    (`resolve`: sizes, vocabulary, tokenizer, masking, an `init_from` checkpoint's files) for
+    this many workers, a continued run's shards against the checkpoint's tokenizer, and no
+    fresh run over an existing one. Raises PretrainConfigError, FileNotFoundError or
+    RunExistsError."""
     from training.run_checkpoints import refuse_existing_run
 
     resolved = resolve(config, workers if use_ray else 1)
+    if config.init_from:
+        _check_checkpoint_tokenizer(config)
     refuse_existing_run(config.run_dir, resume)
+    if resume:
+        _check_same_start(config)
     return resolved
+
+
+def _check_checkpoint_tokenizer(config: PretrainConfig) -> None:
+    """The shards must be the checkpoint's tokens: `resolve` has tied them to
+    `<root>/tokenizer/`, so that must be the checkpoint's tokenizer."""
+    from corpus.bpe import vocabulary_mismatch
+    from training.pretrain_config import adopt_tokenizer_hint
+
+    problem = vocabulary_mismatch(config.root, config.init_from)
+    if problem:
+        raise PretrainConfigError(f"the shards were not tokenized with the --init-from "
+                                  f"checkpoint's tokenizer: {problem}; "
+                                  + adopt_tokenizer_hint(config.root, config.init_from))
+
+
+def _check_same_start(config: PretrainConfig) -> None:
+    """A resumed run keeps its starting point: `--init-from` as when it began, or none."""
+    from training.run_checkpoints import INIT_FROM, latest_checkpoint, read_manifest
+
+    last = latest_checkpoint(config.run_dir)
+    if last is None:
+        return
+    started = (read_manifest(last).get(INIT_FROM) or {}).get("dir")
+    if started != config.init_from:
+        how = f"--init-from {started}" if started else "no --init-from"
+        raise PretrainConfigError(f"run {config.run} started from "
+                                  f"{started or 'random weights'} ({last.name}): resume it "
+                                  f"with {how}")
 
 
 def run_state(config: PretrainConfig, steps: int) -> tuple[str, Path | None]:
@@ -93,11 +127,12 @@ def pretrain(config: PretrainConfig, workers: int = 1, gpu: bool = False,
         config = config.replace(device="cuda")    # --gpu --no-ray: this process's GPU
     res = check_inputs(config, workers, use_ray, resume)  # runs from deployments come here
     logger.info("pretrain %s: %s, %d updates of %d sequences (%d workers x %d x %d accumulation)",
-                config.run, config.model, res.steps, res.batch_size, res.world_size,
+                config.run, config.model_label, res.steps, res.batch_size, res.world_size,
                 res.micro_batch_size, res.accumulation)
     summary = run_training(config.to_dict(), workers, gpu, address, resume, max_failures, use_ray)
     png = plot_loss(summary.get("metrics") or read_metrics(config.run_dir),
-                    config.run_dir / layout.LOSS_PLOT, f"pretrain {config.run} ({config.model})")
+                    config.run_dir / layout.LOSS_PLOT,
+                    f"pretrain {config.run} ({config.model_label})")
     publish_artifacts(config.run, summary, png)
     logger.info("pretrain %s: final checkpoint %s, validation loss %s", config.run,
                 summary.get("checkpoint"), summary.get("valid_loss"))

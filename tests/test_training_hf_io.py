@@ -106,7 +106,26 @@ def test_round_trip_keeps_optional_heads_and_tokenizer_files(tmp_path):
 
 
 def test_load_rejects_missing_dir(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    from training.hf_config import HFCheckpointError
+
+    with pytest.raises(HFCheckpointError, match=f"{tmp_path}/config.json: missing"):
+        load_hf(tmp_path)
+    with pytest.raises(HFCheckpointError, match=f"{tmp_path / 'nope'}: not a directory"):
+        load_hf(tmp_path / "nope")
+
+
+def test_config_and_weights_that_disagree_name_both_files(tmp_path):
+    # before: a bare KeyError for a missing weight, a size-mismatch RuntimeError for a shape
+    from training.hf_config import HFCheckpointError
+
+    export_hf(build_model(CFG, seed=0), tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["roberta_pipeline"]["ffn_size"] = 128
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HFCheckpointError, match=(
+            f"{tmp_path}/model.safetensors does not fit the model of {tmp_path}/config.json: "
+            r"roberta.encoder.layer.0.intermediate.dense.weight has shape \[256, 64\], the "
+            r"config's needs \[128, 64\]")):
         load_hf(tmp_path)
 
 

@@ -14,7 +14,9 @@ directory):
     rank-<r>.pt                        per rank: data-reader position and RNG states
                                        (torch, CUDA, numpy, python)
     checkpoint.json                    written last by rank 0: format version, step, world
-                                       size, the files above with each one's size and sha256
+                                       size, the files above with each one's size and sha256,
+                                       and for a run started from another checkpoint
+                                       (`--init-from`) `init_from`: its directory and sha256
 
 Atomicity: the in-process `LocalCheckpointer` writes into `.tmp-step-<N>` and renames it (a
 step directory either is complete or does not exist); under Ray Train a checkpoint is
@@ -42,8 +44,8 @@ import torch.distributed as dist
 
 from runroot import layout, storage
 from training.hf_io import export_hf, from_hf_state_dict, read_hf_weights
-from training.run_checkpoints import (FORMAT_VERSION, MANIFEST, CheckpointError, file_digest,
-                                      latest_checkpoint, list_checkpoints, load_file,
+from training.run_checkpoints import (FORMAT_VERSION, INIT_FROM, MANIFEST, CheckpointError,
+                                      file_digest, latest_checkpoint, list_checkpoints, load_file,
                                       read_json, read_manifest, step_dirs, step_dir_name,
                                       verify_checkpoint)
 
@@ -114,11 +116,13 @@ def set_rng_state(state: dict) -> None:
 def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int, model,
                      optimizer, scheduler, trainer_state: dict, reader_state: dict,
                      config: dict, metrics: list[dict],
-                     tokenizer_dir: str | os.PathLike | None) -> None:
+                     tokenizer_dir: str | os.PathLike | None,
+                     init_from: dict | None = None) -> None:
     """Write this rank's share of a checkpoint into `directory` (which exists).
 
     Rank 0 writes the model (HF layout), optimizer, scheduler, counters, config, metrics and
-    the manifest; every rank writes its own `rank-<r>.pt` (data position, RNG)."""
+    the manifest (with `init_from`, where the run's weights started, when given); every rank
+    writes its own `rank-<r>.pt` (data position, RNG)."""
     d = Path(directory)
     torch.save({"reader": reader_state, "rng": rng_state(), "rank": rank,
                 "world_size": world_size}, d / rank_file(rank))
@@ -139,9 +143,10 @@ def write_checkpoint(directory: str | os.PathLike, *, rank: int, world_size: int
         if p.is_file() and p.name not in digests:
             digests[p.name] = file_digest(p)
     files = sorted(set(digests) | {rank_file(r) for r in range(world_size)})
+    started = {INIT_FROM: init_from} if init_from else {}
     _write_json(d / MANIFEST, {"format_version": FORMAT_VERSION, "step": trainer_state["step"],
                                "world_size": world_size, "files": files + [MANIFEST],
-                               "digests": digests})
+                               "digests": digests, **started})
 
 
 def _all_ranks(mine: dict, world_size: int) -> dict:
@@ -269,5 +274,5 @@ class LocalCheckpointer:
         return latest_checkpoint(self.run_dir)
 
 
-__all__ = ["LocalCheckpointer", "write_checkpoint", "read_checkpoint", "load_model_weights",
-           "restore", "restore_latest", "rank_file", "rng_state", "set_rng_state"]
+__all__ = ["INIT_FROM", "LocalCheckpointer", "write_checkpoint", "read_checkpoint",
+           "load_model_weights", "restore", "restore_latest", "rank_file", "rng_state", "set_rng_state"]

@@ -6,11 +6,13 @@ our fused projection, the internal vocabulary padding sliced off, the decoder we
 RobertaForSequenceClassification names) and `nsp_head.*`; HF's MaskedLM ignores them.
 
 Import reads an HF RoBERTa checkpoint directory (safetensors, sharded safetensors, or
-`pytorch_model.bin` loaded with weights_only=True -- never unrestricted pickle).
+`pytorch_model.bin` loaded with weights_only=True -- never unrestricted pickle), checked first
+against its config.json (training/hf_config.py, which also parses the config without torch):
+a file that cannot be read, a missing weight or a shape the config does not give is an
+`HFCheckpointError` naming the files, never a bare KeyError or a size-mismatch RuntimeError.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -20,70 +22,14 @@ from safetensors.torch import load_file, save_file
 
 from runroot import storage
 from training.config import ModelConfig
+from training.hf_config import (TORCH_BIN, HFCheckpointError, check_checkpoint,
+                                checkpoint_sha256, config_from_hf, hf_config_dict, read_config,
+                                weight_files, weights_problem, with_roberta_prefix)
 from training.model import Roberta
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json",
                    "special_tokens_map.json", "dict.txt")
-_OUR_CONFIG_KEY = "roberta_pipeline"   # our full ModelConfig, for a lossless round trip
-
-
-# --------------------------------------------------------------------------------------------
-# config
-# --------------------------------------------------------------------------------------------
-
-def hf_config_dict(cfg: ModelConfig) -> dict:
-    return {
-        "architectures": ["RobertaForMaskedLM"],
-        "model_type": "roberta",
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "intermediate_size": cfg.ffn_size,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": cfg.dropout,
-        "attention_probs_dropout_prob": cfg.attention_dropout,
-        "max_position_embeddings": cfg.num_position_rows,   # 514 for 512 tokens
-        "type_vocab_size": cfg.type_vocab_size,
-        "initializer_range": cfg.init_std,
-        "layer_norm_eps": cfg.layer_norm_eps,
-        "pad_token_id": cfg.pad_id,
-        "bos_token_id": cfg.bos_id,
-        "eos_token_id": cfg.eos_id,
-        "position_embedding_type": "absolute",
-        "is_decoder": False,
-        "tie_word_embeddings": True,
-        "torch_dtype": "float32",
-        "dtype": "float32",
-        **({"num_labels": cfg.num_labels} if cfg.num_labels > 0 else {}),
-        _OUR_CONFIG_KEY: cfg.to_dict(),
-    }
-
-
-def config_from_hf(d: dict, **overrides) -> ModelConfig:
-    if d.get("model_type", "roberta") not in ("roberta", "xlm-roberta", "camembert"):
-        raise ValueError(f"not a RoBERTa config: model_type={d.get('model_type')!r}")
-    act = d.get("hidden_act", "gelu")
-    if act != "gelu":
-        raise ValueError(f"unsupported hidden_act {act!r}: our encoder uses exact (erf) GELU")
-    if d.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError("only absolute (learned) position embeddings are supported")
-    if _OUR_CONFIG_KEY in d:
-        return ModelConfig.from_dict({**d[_OUR_CONFIG_KEY], **overrides})
-    pad = d.get("pad_token_id", 1)
-    fields = dict(
-        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
-        num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
-        ffn_size=d["intermediate_size"],
-        max_positions=d.get("max_position_embeddings", 514) - pad - 1,
-        type_vocab_size=d.get("type_vocab_size", 1), pad_id=pad,
-        bos_id=d.get("bos_token_id", 0), eos_id=d.get("eos_token_id", 2),
-        dropout=d.get("hidden_dropout_prob", 0.1),
-        attention_dropout=d.get("attention_probs_dropout_prob", 0.1),
-        layer_norm_eps=d.get("layer_norm_eps", 1e-5), init_std=d.get("initializer_range", 0.02),
-    )
-    return ModelConfig(**{**fields, **overrides})
-
+_OPTIONAL_HEADS = ("lm_head.", "classifier.", "nsp_head.")   # may be absent from a checkpoint
 
 # --------------------------------------------------------------------------------------------
 # state-dict mapping
@@ -135,9 +81,7 @@ def to_hf_state_dict(model: Roberta) -> dict[str, torch.Tensor]:
 def from_hf_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> tuple[dict, list[str]]:
     """HF RoBERTa keys -> our state dict. Returns (state_dict, ignored HF keys)."""
     # Accept RobertaForMaskedLM (roberta.*), bare RobertaModel (embeddings.*), or other prefixes.
-    if not any(k.startswith("roberta.") for k in sd):
-        sd = {(k if k.startswith(("lm_head.", "classifier.")) else f"roberta.{k}"): v
-              for k, v in sd.items()}
+    sd = with_roberta_prefix(sd)
     used: set[str] = set()
 
     def take(key: str) -> torch.Tensor:
@@ -211,41 +155,59 @@ def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike, cfg: Mo
 
 
 def read_hf_weights(model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
-    d = Path(model_dir)
-    if (d / "model.safetensors").is_file():
-        return load_file(str(d / "model.safetensors"))
-    if (d / "model.safetensors.index.json").is_file():
-        index = json.loads((d / "model.safetensors.index.json").read_text())
-        sd: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(index["weight_map"].values())):
-            sd.update(load_file(str(d / shard)))
-        return sd
-    if (d / "pytorch_model.bin").is_file():
-        return torch.load(d / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"{d}: no model.safetensors, model.safetensors.index.json or "
-                            "pytorch_model.bin")
+    """Every tensor of the directory's weight files; HFCheckpointError naming a file that
+    cannot be read (safetensors and torch raise many types for a file not their own)."""
+    sd: dict[str, torch.Tensor] = {}
+    for path in weight_files(model_dir):
+        try:
+            if path.name == TORCH_BIN:
+                sd.update(torch.load(path, map_location="cpu", weights_only=True))
+            else:
+                sd.update(load_file(str(path)))
+        except Exception as exc:  # noqa: BLE001 - named and re-raised as one type
+            raise HFCheckpointError(f"{path}: cannot be read as weights "
+                                    f"({type(exc).__name__}: {exc})") from exc
+    return sd
 
 
-def load_hf(model_dir: str | os.PathLike, strict: bool = True, **config_overrides) -> Roberta:
-    """Build our model from an HF RoBERTa checkpoint directory (or one we exported).
+def load_weights(model: Roberta, model_dir: str | os.PathLike) -> list[str]:
+    """Load an HF RoBERTa directory's weights into `model`, built with the directory's shape;
+    returns the checkpoint's keys left unused (e.g. a classifier the model has not).
 
-    strict: every parameter of our model must come from the checkpoint, except the optional
-    heads and the LM head (absent from bare RobertaModel checkpoints), which stay initialised.
+    Every parameter of the model must come from the checkpoint, except the optional heads and
+    the LM head (absent from bare RobertaModel checkpoints), which stay initialised.
     """
     d = Path(model_dir)
-    if not (d / "config.json").is_file():
-        raise FileNotFoundError(f"{d}: no config.json")
-    cfg = config_from_hf(json.loads((d / "config.json").read_text()), **config_overrides)
-    sd, _ignored = from_hf_state_dict(read_hf_weights(d), cfg)
-    model = Roberta(cfg)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    optional = ("lm_head.", "classifier.", "nsp_head.")
-    hard_missing = [k for k in missing if not k.startswith(optional)]
-    if strict and (hard_missing or unexpected):
-        raise ValueError(f"{d}: checkpoint does not fit the config: missing {hard_missing}, "
-                         f"unexpected {unexpected}")
+    weights = read_hf_weights(d)
+    problem = weights_problem({k: tuple(v.shape) for k, v in weights.items()}, model.cfg)
+    if problem:
+        raise HFCheckpointError(f"{', '.join(map(str, weight_files(d)))} does not fit the "
+                                f"model of {d / 'config.json'}: {problem}")
+    sd, ignored = from_hf_state_dict(weights, model.cfg)
+    own = model.state_dict()
+    ignored += sorted(k for k in sd if k not in own)      # heads this model does not have
+    missing, _ = model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    hard_missing = [k for k in missing if not k.startswith(_OPTIONAL_HEADS)]
+    if hard_missing:
+        raise HFCheckpointError(f"{d}: the checkpoint lacks {hard_missing}")
+    return ignored
+
+
+def load_hf(model_dir: str | os.PathLike, **config_overrides) -> Roberta:
+    """Build our model from an HF RoBERTa checkpoint directory (or one we exported)."""
+    model = Roberta(read_config(model_dir, **config_overrides))
+    load_weights(model, model_dir)
     return model
 
 
-__all__ = ["export_hf", "load_hf", "to_hf_state_dict", "from_hf_state_dict", "hf_config_dict",
-           "config_from_hf", "read_hf_weights", "copy_tokenizer_files"]
+def load_initial_weights(model: Roberta, model_dir: str | os.PathLike) -> dict:
+    """Start a run from an HF RoBERTa directory's weights (`--init-from`): loaded into
+    `model`, which has its shape; returns where they came from, for checkpoint.json and the
+    summary: {"dir": absolute path, "sha256": of config.json and the weight files}."""
+    load_weights(model, model_dir)
+    return {"dir": str(Path(model_dir).resolve()), "sha256": checkpoint_sha256(model_dir)}
+
+
+__all__ = ["export_hf", "load_hf", "load_weights", "load_initial_weights", "to_hf_state_dict",
+           "from_hf_state_dict", "hf_config_dict", "config_from_hf", "read_hf_weights",
+           "copy_tokenizer_files", "check_checkpoint", "HFCheckpointError"]

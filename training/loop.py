@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from runroot import layout
 from training import checkpoint as ckpt
+from training.hf_io import load_initial_weights
 from training.masking import Masker, batch_from_static_labels
 from training.model import build_model
 from training.optim import build_optimizer, build_scheduler
@@ -211,6 +212,7 @@ class Trainer:
         _seed_everything(cfg.seed, self.rank)
         self.model = build_model(res.model, device=self.device, seed=cfg.seed)
         resume_from, state = self._restore_weights(resume_from)
+        self.started_from = self._initial_weights(state)
         self._build_train_step()
         self.reader = ShardReader(cfg.root, "train", batch_size=res.micro_batch_size,
                                   rank=self.rank, world_size=self.world, seed=cfg.seed,
@@ -243,6 +245,17 @@ class Trainer:
         if resume_from is not None:
             return resume_from, ckpt.restore(resume_from, self.model, **kw)
         return None, None
+
+    def _initial_weights(self, state: dict | None) -> dict | None:
+        """Where the run's weights started ({"dir", "sha256"}; None: random initialisation),
+        for checkpoint.json and the summary. A fresh run with `init_from` loads them here
+        (optimizer, schedule and data position start fresh); a resumed run keeps the record of
+        the checkpoint it resumes, whose weights are already loaded."""
+        if state is not None:
+            return state["manifest"].get(ckpt.INIT_FROM)
+        if not self.cfg.init_from:
+            return None
+        return load_initial_weights(self.model, self.cfg.init_from)
 
     def _build_train_step(self) -> None:
         """The optimizer, LR schedule, DDP wrapper and TrainStep around the model (and the
@@ -401,7 +414,7 @@ class Trainer:
                                   trainer_state=trainer_state,
                                   reader_state=self.consumed_reader_state,
                                   config=self.config_dict, metrics=self.log.history,
-                                  tokenizer_dir=self.tokenizer_dir)
+                                  tokenizer_dir=self.tokenizer_dir, init_from=self.started_from)
         return self.checkpointer.save(step, write, metrics)
 
     def summary(self) -> dict:
@@ -415,7 +428,8 @@ class Trainer:
                 "elapsed_s": self.elapsed0 + time.perf_counter() - self.t_start,
                 "world_size": self.world, "accumulation": res.accumulation,
                 "batch_size": res.batch_size, "micro_batch_size": res.micro_batch_size,
-                "device": str(self.device), "params": self.model.num_params()}
+                "device": str(self.device), "params": self.model.num_params(),
+                "init_from": self.started_from}
 
 
 def train(cfg: PretrainConfig, *, checkpointer=None, resume_from: str | os.PathLike | None = None,

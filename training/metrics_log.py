@@ -87,6 +87,7 @@ def summary_rows(summary: dict) -> list[dict]:
     tps = [m["tokens_per_s"] for m in good[1:]] or [m["tokens_per_s"] for m in good]
     mfu = [m["mfu"] for m in good if m.get("mfu") is not None]
     rows = [("run directory", summary.get("run_dir")),
+            *started_from_row(summary.get("init_from")),
             ("final checkpoint", summary.get("checkpoint")),
             ("optimizer updates", summary.get("steps")),
             ("batch (sequences / update)", summary.get("batch_size")),
@@ -109,6 +110,13 @@ def summary_rows(summary: dict) -> list[dict]:
             v = f"{v:.4g}"
         out.append({"quantity": k, "value": "" if v is None else str(v)})
     return out
+
+
+def started_from_row(init_from: dict | None) -> list[tuple[str, str]]:
+    """The summary row of a continued run: the checkpoint it started from and its hash."""
+    if not init_from:
+        return []
+    return [("started from", f"{init_from['dir']} (sha256 {init_from['sha256'][:16]})")]
 
 
 __all__ = ["METRICS_FILE", "MetricsLog", "read_metrics", "plot_loss", "summary_rows"]

@@ -6,8 +6,14 @@ block size, format) and the worker count, raising `PretrainConfigError` naming t
 something does not fit. The CLI calls it before anything starts, the flow again for runs that
 come from a deployment, and each worker at start-up.
 
-Imports no torch (only the shards manifest reader: numpy and pyarrow), so the CLI's pre-check
-and the Ray driver stay light.
+Continued pretraining (`init_from`, an HF RoBERTa checkpoint directory): the model's shape
+comes from the checkpoint's config.json, checked against its weights (training/hf_config.py)
+and against a model preset if one is named; the optimizer defaults to the domain-adaptive
+pretraining recipe below instead of a from-scratch preset.
+
+Imports no torch (only the shards manifest reader: numpy and pyarrow, and the checkpoint
+reader, which needs torch only for a `pytorch_model.bin`), so the CLI's pre-check and the Ray
+driver stay light.
 """
 from __future__ import annotations
 
@@ -19,10 +25,27 @@ from pathlib import Path
 
 from runroot import layout, shard_format, storage
 from training.config import MaskingConfig, ModelConfig, OptimConfig, field_names
+from training.hf_config import HFCheckpointError, check_checkpoint
 from training.shard_reader import load_manifest
 
 
 DEFAULT_INTERVAL = 1000    # updates between checkpoints and validations of a long run
+
+# Continued pretraining from a checkpoint (`init_from`), unless an optimizer preset is named:
+# DAPT, Gururangan et al. 2020, "Don't Stop Pretraining", Section 3.2, Appendix B and Table 13:
+# 12.5K updates of 2,048 sequences, Adam beta (0.9, 0.98), eps 1e-6, weight decay 0.01, linear
+# warm-up over 6% of the updates then linear decay, peak LR 5e-4; the paper's runs with
+# batches of 256 used 1e-4 (Appendix B, "as recommended in Liu et al. (2019)"), so any batch
+# smaller than DAPT's gets that lower peak. Fresh optimizer state and schedule, like
+# transformers' run_mlm.py --model_name_or_path and fairseq's --reset-optimizer.
+CONTINUED_RECIPE = dict(total_steps=12_500, batch_size=2048, peak_lr=5e-4, warmup_steps=750,
+                        betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, end_lr=0.0)
+CONTINUED_WARMUP_FRACTION = 0.06
+CONTINUED_SMALL_BATCH_LR = 1e-4          # batches below CONTINUED_RECIPE["batch_size"]
+# ModelConfig fields a checkpoint fixes: an override must agree with it.
+CHECKPOINT_FIELDS = ("num_layers", "hidden_size", "num_heads", "ffn_size", "vocab_size",
+                     "max_positions", "type_vocab_size", "pad_id", "bos_id", "eos_id")
+PRESET_SHAPE = ("num_layers", "hidden_size", "num_heads", "ffn_size")
 
 
 class PretrainConfigError(ValueError):
@@ -36,7 +59,10 @@ class PretrainConfig:
 
     root: str                                   # run root: <root>/shards, <root>/tokenizer
     run: str = "default"                        # outputs under <root>/pretrain/<run>/
-    model: str = "tiny"                         # ModelConfig preset: tiny|small|base|large
+    model: str | None = "tiny"                  # ModelConfig preset: tiny|small|base|large
+                                                # (None with init_from: the checkpoint's shape)
+    init_from: str | None = None                # HF RoBERTa checkpoint directory whose weights
+                                                # start the run (optimizer, schedule, data fresh)
     model_overrides: dict = field(default_factory=dict)
     optim: str | None = None                    # OptimConfig preset (None: same as model)
     optim_overrides: dict = field(default_factory=dict)
@@ -63,6 +89,10 @@ class PretrainConfig:
     shuffle_window: int = 8192                  # blocks shuffled together by the reader
     nonfinite_at: tuple[int, ...] = ()          # fault injection: these iterations' loss is NaN
 
+    def __post_init__(self):
+        if self.init_from:        # Ray workers may run in another directory
+            self.init_from = str(Path(self.init_from).resolve())
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["nonfinite_at"] = list(self.nonfinite_at)
@@ -82,19 +112,36 @@ class PretrainConfig:
         return dataclasses.replace(self, **kw)
 
     @classmethod
-    def for_run(cls, root, model: str = "tiny", *, run: str | None = None,
+    def for_run(cls, root, model: str | None = "tiny", *, run: str | None = None,
                 checkpoint_every: int | None = None, valid_every: int | None = None,
                 **fields) -> "PretrainConfig":
         """The run a user means by these choices (the CLI's and the flows' defaults): named
-        after the model preset, with checkpoints and validations every 1000 updates, or a
-        tenth of a short run."""
-        cfg = cls(root=str(root), model=model, run=run or model, **fields)
-        total = (cfg.steps if cfg.steps is not None
-                 else OptimConfig.named(cfg.optim or model, **cfg.optim_overrides).total_steps)
+        after the model preset (or `from-<checkpoint dir>` with init_from), with checkpoints
+        and validations every 1000 updates, or a tenth of a short run. model None: `tiny`,
+        or with init_from the checkpoint's own shape."""
+        init_from = fields.get("init_from")
+        if model is None and not init_from:
+            model = "tiny"
+        default_run = f"from-{Path(init_from).resolve().name}" if init_from else model
+        cfg = cls(root=str(root), model=model, run=run or default_run, **fields)
+        total = cfg.steps if cfg.steps is not None else cfg.optim_config().total_steps
         every = min(DEFAULT_INTERVAL, max(1, total // 10))
         return cfg.replace(
             checkpoint_every=every if checkpoint_every is None else checkpoint_every,
             valid_every=every if valid_every is None else valid_every)
+
+    def optim_config(self) -> OptimConfig:
+        """The optimizer preset with the overrides, before the run's sizes: the named preset
+        (default: the model's), or with init_from the continued-pretraining recipe."""
+        if self.init_from and self.optim is None:
+            # "base" only for its field checks: the recipe sets every field a preset does
+            return OptimConfig.named("base", **{**CONTINUED_RECIPE, **self.optim_overrides})
+        return OptimConfig.named(self.optim or self.model, **self.optim_overrides)
+
+    @property
+    def model_label(self) -> str:
+        """The model, in a log line or a plot title: the preset, or where it started from."""
+        return self.model if not self.init_from else f"from {self.init_from}"
 
     @property
     def run_dir(self) -> Path:
@@ -182,24 +229,78 @@ def resolve(cfg: PretrainConfig, world_size: int = 1, manifest: dict | None = No
 
 def _model_and_optim(cfg: PretrainConfig, manifest: dict, T: int,
                      nsp: bool) -> tuple[ModelConfig, OptimConfig]:
-    """The model preset with the shards' vocabulary and special ids, and the optimizer preset."""
+    """The model preset (or the init_from checkpoint's shape) with the shards' vocabulary and
+    special ids, and the optimizer preset (or the continued-pretraining recipe)."""
     vocab, mask_id = int(manifest["vocab_size"]), int(manifest["mask_id"])
     model_kw = dict(vocab_size=vocab, pad_id=manifest.get("pad_id", 1),
                     bos_id=manifest.get("bos_id", 0), eos_id=manifest.get("eos_id", 2),
                     unk_id=manifest.get("unk_id", 3),
                     mask_id=None if mask_id == vocab - 1 else mask_id, nsp_head=nsp)
-    if T > 512:
+    if T > 512 and not cfg.init_from:
         model_kw["max_positions"] = T
     try:
-        mcfg = ModelConfig.named(cfg.model, **{**model_kw, **cfg.model_overrides})
-        ocfg = OptimConfig.named(cfg.optim or cfg.model, **cfg.optim_overrides)
-    except ValueError as exc:
+        mcfg = (_checkpoint_model(cfg, model_kw) if cfg.init_from else
+                ModelConfig.named(cfg.model, **{**model_kw, **cfg.model_overrides}))
+        ocfg = cfg.optim_config()
+    except (ValueError, TypeError) as exc:
         raise PretrainConfigError(str(exc)) from exc
     if mcfg.vocab_size != vocab:
         raise PretrainConfigError(f"model vocab_size {mcfg.vocab_size} != the shards' {vocab}")
     if mcfg.max_positions < T:
-        raise PretrainConfigError(f"model max_positions {mcfg.max_positions} < block size {T}")
+        raise PretrainConfigError(f"model max_positions {mcfg.max_positions} < block size {T}"
+                                  + (f" (from {cfg.init_from}/config.json: shard the corpus "
+                                     f"with --block-size {mcfg.max_positions} or less)"
+                                     if cfg.init_from else ""))
     return mcfg, ocfg
+
+
+def adopt_tokenizer_hint(root: str, init_from: str) -> str:
+    """The commands that make a run root's shards fit a checkpoint's tokenizer."""
+    return (f"adopt the checkpoint's tokenizer and shard again: `roberta train-tokenizer "
+            f"--root {root} --existing {init_from}`, then `roberta shard-corpus --root {root}` "
+            f"with your --format and --block-size (`roberta pipeline --root NEW_ROOT "
+            f"--init-from {init_from}` does both)")
+
+
+def _checkpoint_model(cfg: PretrainConfig, model_kw: dict) -> ModelConfig:
+    """The init_from checkpoint's ModelConfig (its weights checked against its config.json),
+    with the shards' special ids and the non-shape overrides; an error naming both sides when
+    the shards' vocabulary, a named preset or an override disagrees with it."""
+    try:
+        ck = check_checkpoint(cfg.init_from)
+    except HFCheckpointError as exc:
+        raise PretrainConfigError(f"--init-from {exc}") from exc
+    where = f"{cfg.init_from}/config.json"
+    if ck.vocab_size != model_kw["vocab_size"] or any(
+            getattr(ck, k) != model_kw[k] for k in ("pad_id", "bos_id", "eos_id")):
+        raise PretrainConfigError(
+            f"the shards were tokenized with another tokenizer than the checkpoint's: "
+            f"{model_kw['vocab_size']} ids vs {ck.vocab_size} in {where}; "
+            + adopt_tokenizer_hint(cfg.root, cfg.init_from))
+    if cfg.model is not None:
+        preset = ModelConfig.named(cfg.model)
+        if any(getattr(preset, k) != getattr(ck, k) for k in PRESET_SHAPE):
+            raise PretrainConfigError(
+                f"model preset {cfg.model!r} is {_shape(preset)}, but {where} is {_shape(ck)}: "
+                f"leave the preset out (the shape comes from the checkpoint)")
+    unknown = sorted(set(cfg.model_overrides) - field_names(ModelConfig))
+    if unknown:
+        raise PretrainConfigError(f"unknown ModelConfig field(s) {unknown}")
+    clash = [f"{k}={v} ({where} has {getattr(ck, k)})" for k, v in cfg.model_overrides.items()
+             if k in CHECKPOINT_FIELDS and v != getattr(ck, k)]
+    if clash:
+        raise PretrainConfigError(f"model override {', '.join(clash)}: the checkpoint's "
+                                  f"weights fix it")
+    # The classifier of a finetuned checkpoint is not trained here; the NSP head follows the
+    # shards' format; unk and <mask> come from the tokenizer (HF configs do not name them).
+    return ck.replace(num_labels=0, **{k: model_kw[k] for k in ("unk_id", "mask_id",
+                                                                 "nsp_head")},
+                      **cfg.model_overrides)
+
+
+def _shape(m: ModelConfig) -> str:
+    return (f"{m.num_layers} layers x {m.hidden_size} hidden, {m.num_heads} heads, "
+            f"FFN {m.ffn_size}")
 
 
 def _sizes(cfg: PretrainConfig, ocfg: OptimConfig, world_size: int,
@@ -214,6 +315,8 @@ def _sizes(cfg: PretrainConfig, ocfg: OptimConfig, world_size: int,
     if "total_steps" not in cfg.optim_overrides:
         ocfg = ocfg.replace(total_steps=steps)    # the schedule spans the run
     ocfg = ocfg.replace(batch_size=batch)
+    if cfg.init_from and cfg.optim is None:
+        ocfg = _continued_schedule(ocfg, cfg.optim_overrides)
     if batch < 1:
         raise PretrainConfigError(f"batch_size must be >= 1, got {batch}")
     # Default micro-batch: 16 sequences, or fewer when a worker's share of the batch is
@@ -234,6 +337,17 @@ def _sizes(cfg: PretrainConfig, ocfg: OptimConfig, world_size: int,
     return ocfg, batch, micro, steps
 
 
+def _continued_schedule(ocfg: OptimConfig, overrides: dict) -> OptimConfig:
+    """The recipe's warm-up (6% of the schedule) and peak LR (by batch size) for this run's
+    sizes, where the user did not set them."""
+    if "warmup_steps" not in overrides:
+        ocfg = ocfg.replace(warmup_steps=max(1, round(CONTINUED_WARMUP_FRACTION *
+                                                      ocfg.total_steps)))
+    if "peak_lr" not in overrides and ocfg.batch_size < CONTINUED_RECIPE["batch_size"]:
+        ocfg = ocfg.replace(peak_lr=CONTINUED_SMALL_BATCH_LR)
+    return ocfg
+
+
 def _masking(cfg: PretrainConfig, mcfg: ModelConfig,
              manifest: dict) -> tuple[bool, MaskingConfig]:
     """(static masks?, the masking config), static only where the shards hold masks."""
@@ -250,4 +364,4 @@ def _masking(cfg: PretrainConfig, mcfg: ModelConfig,
 
 
 __all__ = ["PretrainConfig", "PretrainConfigError", "Resolved", "resolve", "run_dir",
-           "uri_root_problem"]
+           "uri_root_problem", "adopt_tokenizer_hint", "CONTINUED_RECIPE"]

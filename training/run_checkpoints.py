@@ -22,6 +22,7 @@ from runroot import layout
 
 FORMAT_VERSION = 1
 MANIFEST = "checkpoint.json"
+INIT_FROM = "init_from"      # the manifest's record of where a continued run started
 RAY_TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"   # Ray Train's record of a run
 _STEP_RE = re.compile(r"^step-(\d+)$")
 

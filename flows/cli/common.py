@@ -147,11 +147,12 @@ def add_root(p: argparse.ArgumentParser, help: str | None = None) -> None:
                    " (default: %(default)s)")
 
 
-def add_model_preset(p: argparse.ArgumentParser, default: str, help: str) -> None:
+def add_model_preset(p: argparse.ArgumentParser, default: str | None, help: str) -> None:
+    """--config; a default of None leaves saying the default to `help`."""
     from training.config import ModelConfig
 
     p.add_argument("--config", default=default, choices=ModelConfig.preset_names(),
-                   help=f"{help} (default: %(default)s)")
+                   help=help if default is None else f"{help} (default: %(default)s)")
 
 
 def add_runner(p: argparse.ArgumentParser, default: str = "processes") -> None:

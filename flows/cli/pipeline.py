@@ -25,7 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="full-sentences", choices=FORMATS,
                    help="shard-corpus input format (default: %(default)s)")
     p.add_argument("--block-size", type=positive_int, default=512, help="tokens per block")
-    add_model_preset(p, "base", "pretrain preset")
+    add_model_preset(p, None, "pretrain preset (default: base; with --init-from the "
+                              "checkpoint's shape, which a preset given must match)")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="continue pretraining this Hugging Face RoBERTa checkpoint on the "
+                        "inputs: adopts its tokenizer (train-tokenizer --existing DIR) and "
+                        "starts from its weights (pretrain --init-from DIR)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="pretrain updates (default: preset)")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="SEQS",
@@ -43,11 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.pipeline import pipeline
+    from flows.pipeline import check_init_from, pipeline
     from training.pretrain_config import PretrainConfig
 
-    config = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
-                                    batch_size=args.batch_size)
+    model = args.config or (None if args.init_from else "base")
+    config = PretrainConfig.for_run(args.root, model, steps=args.steps,
+                                    batch_size=args.batch_size, init_from=args.init_from)
+    check_init_from(args.root, config, args.block_size)     # before Prefect starts
     out = with_progress_bars(
         pipeline, inputs=args.inputs or None, root=args.root, vocab_size=args.vocab_size,
         format=args.format, block_size=args.block_size, pretrain_config=config,

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     add_root(parser, "run root: reads RUN_DIR/shards and RUN_DIR/tokenizer, writes "
                      "RUN_DIR/pretrain/RUN")
-    add_model_preset(parser, "tiny", "model + optimizer preset")
+    add_model_preset(parser, None, "model + optimizer preset (default: tiny; with "
+                                   "--init-from the checkpoint's shape, which a preset given "
+                                   "must match)")
     a("--steps", type=positive_int, default=None, metavar="N",
       help="optimizer updates, the LR schedule's length (default: preset)")
     a("--batch-size", type=positive_int, default=None, metavar="SEQS",
@@ -38,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--run", default=None, metavar="NAME",
       help="run name, under RUN_DIR/pretrain/ (default: the config name)")
     a("--resume", action="store_true", help="continue the run from its last checkpoint")
+    a("--init-from", default=None, metavar="DIR",
+      help="start from this Hugging Face RoBERTa checkpoint (ours, or one you bring: "
+           "config.json + model.safetensors or pytorch_model.bin, and its tokenizer files): "
+           "its weights and shape, with a fresh optimizer, schedule and data position and the "
+           "continued-pretraining recipe (README); the shards must use its tokenizer "
+           "(train-tokenizer --existing DIR). Default run name: from-<DIR's name>")
     a("--checkpoint-every", type=int, default=None, metavar="N",
       help="updates between checkpoints (default: 1000, or steps/10)")
     a("--keep-last", type=int, default=3, metavar="K",
@@ -88,7 +96,7 @@ def pretrain_config(args: argparse.Namespace):
         micro_batch_size=args.micro_batch_size, checkpoint_every=args.checkpoint_every,
         valid_every=args.valid_every, keep_last=args.keep_last, seed=args.seed,
         masking=args.masking, model_overrides=dict(args.model_set),
-        optim_overrides=dict(args.optim_set), compile=args.compile)
+        optim_overrides=dict(args.optim_set), compile=args.compile, init_from=args.init_from)
 
 
 def run(args: argparse.Namespace) -> int:
