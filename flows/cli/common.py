@@ -7,9 +7,9 @@ building the parser and `roberta --help` never import Prefect or torch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
+from pathlib import Path
 from types import ModuleType
 
 from runroot import layout
@@ -117,18 +117,6 @@ def number_list(kind: type, minimum: float | None = None):
     return parse
 
 
-def key_value(text: str) -> tuple[str, object]:
-    """An argparse type: KEY=VALUE, the value parsed as JSON when it is JSON (a number, true,
-    a list), else kept as a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k, json.loads(v)
-    except json.JSONDecodeError:
-        return k, v
-
-
 def mixture(text: str) -> dict[str, float]:
     """An argparse type: mixture weights per source, SOURCE=W,..."""
     from corpus.mixture import parse_mix
@@ -141,8 +129,25 @@ def mixture(text: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------- option groups
 
+def run_root(text: str) -> str:
+    """An argparse type: a run root, a folder (created when missing) or a URI. A path that is
+    a file, or lies under one, is refused here, naming the root, before any stage starts
+    (it used to fail inside every worker, blamed on the inputs)."""
+    if "://" in text:
+        return text
+    path = Path(text).expanduser()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"lies under the file {folder}"
+                raise argparse.ArgumentTypeError(
+                    f"{text} {where}: the run root must be a folder (created when missing)")
+            break
+    return text
+
+
 def add_root(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--root", default=layout.DEFAULT_ROOT, metavar="RUN_DIR",
+    p.add_argument("--root", type=run_root, default=layout.DEFAULT_ROOT, metavar="RUN_DIR",
                    help=(help or "run root holding every stage's artifacts") +
                    " (default: %(default)s)")
 
