@@ -29,7 +29,8 @@ def write_multistream_pair(directory, articles: list[str]) -> None:
     head = (f'<mediawiki xmlns="{WIKI_NS}" version="0.10" xml:lang="en">\n<siteinfo>'
             "<base>https://en.wikipedia.org/wiki/Main_Page</base></siteinfo>\n")
     streams, index = [bz2.compress(head.encode())], []
-    pages = [(f"Article {i}", 100 + i, wiki_article_markup(p)) for i, p in enumerate(articles)]
+    pages = [(f"Stream article {i}", 200 + i, wiki_article_markup(p))
+             for i, p in enumerate(articles)]
     for start in range(0, len(pages), 2):
         offset = sum(map(len, streams))
         chunk = pages[start:start + 2]
@@ -92,7 +93,7 @@ def test_a_multistream_pair(tmp_path):
     dump = process_import(tmp_path / MULTISTREAM, root, "wikipedia")
     assert dump["counts"]["kept"] == 5 and dump["records_read"] == 5   # every stream read
     titles = [r["title"] for r in pq.read_table(root / dump["shard"]).to_pylist()]
-    assert sorted(titles) == [f"Article {i}" for i in range(5)]
+    assert sorted(titles) == [f"Stream article {i}" for i in range(5)]
     index = process_import(tmp_path / MULTISTREAM_INDEX, root, "wikipedia")
     assert index["records_read"] == 0 and index["problem"] is None
     assert index["note"].startswith("skipped: the index of a multistream dump")
