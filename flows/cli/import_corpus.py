@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_document_filters, add_download_options,
-                              add_root, add_runner, document_filters, runner_of)
+from flows.cli.common import (add_document_filters, add_download_options, add_root, add_runner,
+                              document_filters, runner_of)
 
 NAME = "import-corpus"
 HELP = "text, JSONL, Parquet, OpenWebText, Wikipedia → documents"
@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from corpus.import_inputs import resolve_import_inputs
     from flows.build_corpus import corpus_options
     from flows.import_corpus import import_corpus
-    from flows.progress import manifest_counter, watch_files
+    from flows.progress import watch_inputs
 
     sources = resolve_import_inputs(args.inputs)
     options = corpus_options(**document_filters(args))
-    with watch_files(f"{args.name} files", *manifest_counter(
-            args.root, len(sources), {s.input_id for s in sources})):
+    with watch_inputs(f"{args.name} files", args.root, [s.input_id for s in sources],
+                      unit="records"):
         summary = import_corpus(
             inputs=[s.location for s in sources], name=args.name, root=args.root,
             format=args.format, text_column=args.text_column, id_column=args.id_column,
@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
             runner=runner_of(args), workers=args.workers, ray_address=args.ray_address,
             options=options, keep_downloads=args.keep_downloads,
             download_retries=args.download_retries)
-    _print_summary(summary)
-    return EXIT_PARTIAL if summary["failed_inputs"] else EXIT_OK
+    return _print_summary(summary)
 
 
-def _print_summary(summary: dict) -> None:
-    from flows.cli.build_corpus import print_outcomes
+def _print_summary(summary: dict) -> int:
+    """The outcome table, damage, the corpus by source, and a line per input; the exit code."""
+    from flows.cli.build_corpus import print_inputs, print_outcomes
 
     console = print_outcomes(f"import-corpus {summary['name']}: outcomes over all records read",
                              summary["outcomes"])
@@ -76,5 +76,4 @@ def _print_summary(summary: dict) -> None:
                   f"near duplicates removed) → {summary['documents_dir']}")
     console.print("by source: " + ", ".join(
         f"{k} {v:,}" for k, v in sorted(summary["documents_by_source"].items())))
-    for failed in summary["failed_inputs"]:
-        console.print(f"[red]not imported[/]: {failed['input']}: {failed['error']}")
+    return print_inputs(console, summary, unit="records")
