@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_model_preset, add_root, add_sweep,
-                              positive_int, with_progress_bars)
+                              positive_int)
+
+SAMPLE_CRAWL = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 
 NAME = "pipeline"
 HELP = "all five stages, each skipped when already done"
@@ -43,17 +45,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from corpus.inputs import resolve_inputs
     from flows.pipeline import pipeline
     from training.pretrain_config import PretrainConfig
 
     config = PretrainConfig.for_run(args.root, args.config, steps=args.steps,
                                     batch_size=args.batch_size)
-    out = with_progress_bars(
-        pipeline, inputs=args.inputs or None, root=args.root, vocab_size=args.vocab_size,
-        format=args.format, block_size=args.block_size, pretrain_config=config,
-        train_workers=args.train_workers, gpu=args.gpu, address=args.address,
-        tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
-        batch_sizes=args.batch_sizes, epochs=args.epochs)
+    inputs = args.inputs or [str(SAMPLE_CRAWL)]
+    sources = resolve_inputs(inputs)   # a missing input: exit 2 now, not after Prefect starts
+    with watch_stages(args.root, [s.input_id for s in sources], config):
+        out = pipeline(
+            inputs=inputs, root=args.root, vocab_size=args.vocab_size, format=args.format,
+            block_size=args.block_size, pretrain_config=config,
+            train_workers=args.train_workers, gpu=args.gpu, address=args.address,
+            tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
+            batch_sizes=args.batch_sizes, epochs=args.epochs)
     from rich.console import Console
 
     from evaluation.results import print_results
@@ -70,3 +76,19 @@ def run(args: argparse.Namespace) -> int:
     for name, path in out["artifacts"].items():
         console.print(f"  {name:16s} {Path(path).resolve()}")
     return EXIT_PARTIAL if out["failed_jobs"] else EXIT_OK
+
+
+def watch_stages(root: str, input_ids: list[str], config):
+    """The progress of all five stages on one board: build-corpus's inputs (and the records
+    of each being read), pretrain's updates with loss, tokens/s and ETA (its metrics.jsonl),
+    finished finetuning jobs, and every stage that reports through StageProgress
+    (train-tokenizer, shard-corpus, ...)."""
+    from flows.progress import JobsPoller, MetricsPoller, watch_inputs
+    from runroot import layout
+    from training.config import OptimConfig
+
+    steps = config.steps or OptimConfig.named(config.optim or config.model,
+                                              **config.optim_overrides).total_steps
+    return watch_inputs("build-corpus inputs", root, input_ids, "pages",
+                        MetricsPoller(config.run_dir / layout.METRICS, steps),
+                        JobsPoller(root))

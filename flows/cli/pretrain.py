@@ -147,7 +147,7 @@ def pretrain_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from flows.pretrain import check_inputs, pretrain
-    from flows.progress import watch_files
+    from flows.progress import MetricsPoller, ProgressBoard
     from training.pretrain_config import PretrainConfigError
     from training.run_checkpoints import RunExistsError
 
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     total = check_inputs(config, args.workers, args.use_ray, args.resume).steps
     metrics_path = config.run_dir / layout.METRICS
     try:
-        with watch_files("optimizer updates", lambda: last_step(metrics_path), total=total):
+        with ProgressBoard(MetricsPoller(metrics_path, total, "optimizer updates")):
             out = pretrain(config=config, workers=args.workers, gpu=args.gpu,
                            address=args.address, resume=args.resume,
                            max_failures=args.max_failures, use_ray=args.use_ray)
@@ -170,17 +170,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(run: str, run_dir: Path, out: dict) -> None:
+    """The run's summary in 80 columns: long values (paths) wrap instead of being cut."""
     from rich.console import Console
     from rich.table import Table
 
     from training.metrics_log import read_metrics, summary_rows
 
     table = Table(title=f"pretrain {run}")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")
     summary = dict(out["summary"], metrics=read_metrics(run_dir))
     for row in summary_rows(summary):
         table.add_row(row["quantity"], row["value"])
     console = Console()
     console.print(table)
-    console.print(f"loss curve: {out['loss_png']}")
+    console.print(f"loss curve: {out['loss_png']}", soft_wrap=True)
