@@ -99,3 +99,20 @@ def test_a_missing_prefect_home_is_created_or_named(tmp_path, monkeypatch):
     run = roberta("results", "--root", tmp_path / "run", env={"PREFECT_HOME": str(afile / "h")})
     assert run.returncode == EXIT_BAD_INPUT
     assert "cannot be created (Not a directory)" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train-tokenizer", "--vocab-size", "100"], "must be at least 261, got 100"),
+    (["pipeline", "--vocab-size", "5"], "must be at least 261, got 5"),
+    (["pipeline", "--block-size", "1"], "must be at least 2, got 1"),
+    (["shard-corpus", "--block-size", "0"], "must be at least 2, got 0"),
+    (["shard-corpus", "--static-masks", "-1"], "must be at least 0, got -1"),
+    (["build-corpus", "x.warc", "--workers", "0"], "must be at least 1, got 0"),
+    (["import-corpus", "--name", "x", "y", "--download-retries", "-1"], "must be at least 0")])
+def test_sizes_are_checked_while_parsing(argv, message, capsys):
+    # found before the stages before them run (a pipeline used to build the corpus first)
+    from flows.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == EXIT_BAD_INPUT and message in capsys.readouterr().err

@@ -97,6 +97,8 @@ def int_at_least(minimum: int):
 # Counts and sizes: 0 would otherwise slip through as 'use the preset' wherever a caller
 # writes `value or default`.
 positive_int = int_at_least(1)
+# A byte-level BPE holds the 256 byte symbols and RoBERTa's 5 specials (corpus/bpe.py).
+vocab_size = int_at_least(256 + 5)
 
 
 def number_list(kind: type, minimum: float | None = None):
@@ -166,7 +168,7 @@ def add_runner(p: argparse.ArgumentParser, default: str = "processes") -> None:
     p.add_argument("--runner", choices=RUNNERS, default=default,
                    help="how the fan-out runs: a thread pool, a process pool, or Ray "
                         "(default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="parallel workers (default: one per CPU core)")
     p.add_argument("--address", dest="ray_address", default=None, metavar="RAY_ADDRESS",
                    help="attach to this Ray cluster (e.g. ray://head:10001 or auto); "
@@ -197,7 +199,7 @@ def document_filters(args: argparse.Namespace) -> dict:
 
 
 def add_download_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--download-retries", type=int, default=4, metavar="N",
+    p.add_argument("--download-retries", type=int_at_least(0), default=4, metavar="N",
                    help="retries with exponential backoff per remote file (default: %(default)s)")
     p.add_argument("--keep-downloads", action="store_true",
                    help="keep fetched remote files after their shard is written")

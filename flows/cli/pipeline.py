@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_model_preset, add_root, add_sweep,
-                              positive_int)
+                              int_at_least, positive_int, vocab_size)
 
 SAMPLE_CRAWL = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 
@@ -23,10 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_root(p)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="build-corpus inputs (default: the bundled sample crawl)")
-    p.add_argument("--vocab-size", type=int, default=50265, help="BPE vocabulary size")
+    p.add_argument("--vocab-size", type=vocab_size, default=50265, help="BPE vocabulary size")
     p.add_argument("--format", default="full-sentences", choices=FORMATS,
                    help="shard-corpus input format (default: %(default)s)")
-    p.add_argument("--block-size", type=positive_int, default=512, help="tokens per block")
+    p.add_argument("--block-size", type=int_at_least(2), default=512,
+                   help="tokens per block, <s> included")
     add_model_preset(p, "base", "pretrain preset")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="pretrain updates (default: preset)")
