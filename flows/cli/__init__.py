@@ -5,8 +5,8 @@ Each subcommand is a module of this package with NAME, HELP, DESCRIPTION,
 exit codes, argument types, option groups, and `run_command`, which turns exceptions into
 exit codes the same way for all of them. Exit codes: 0 the run completed (damaged inputs are
 counted in its reports, not fatal); 2 bad arguments or inputs (missing path, unreachable
-listing); 3 the run finished but some inputs could not be processed at all (rerun to retry
-them); 1 the run failed; 130 interrupted.
+listing); 3 the run finished but some inputs could not be processed at all, or gave no usable
+record (rerun to retry them); 1 the run failed; 130 interrupted.
 
 Building the parser imports neither Prefect nor torch (`roberta --help` stays instant): a
 subcommand imports its flow inside `run`.

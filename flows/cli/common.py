@@ -15,8 +15,9 @@ from types import ModuleType
 from runroot import layout
 
 # 0 the run completed (damaged inputs are counted in its reports, not fatal); 2 bad arguments
-# or inputs (missing path, unreachable listing); 3 the run finished but some inputs or jobs
-# could not be processed (rerun to retry them); 1 the run failed; 130 interrupted (Ctrl-C).
+# or inputs (missing path, unreachable listing, a --root that is a file); 3 the run finished but
+# some inputs or jobs could not be processed, or an input gave no usable record (rerun to retry
+# them); 1 the run failed; 130 interrupted (Ctrl-C).
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 

@@ -25,10 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="files, directories, globs, http(s) URLs or s3:// (pyarrow "
                         "filesystem) URIs")
     p.add_argument("--format", default="auto", choices=FORMATS,
-                   help="auto: by file name (*.xml.bz2 wikipedia, *.jsonl, *.parquet, "
-                        "*.tar/.tar.gz/.tar.xz/.xz owt, else text); text: one document per "
-                        "file; text-blank-lines: documents separated by blank lines "
-                        "(default: %(default)s)")
+                   help="auto: by content, whatever the name and compression (bz2, gzip, "
+                        "xz, zstd): a MediaWiki dump is wikipedia, one JSON object per line "
+                        "jsonl, Parquet parquet, a tar archive owt, else by the name (text: "
+                        "one document per file); text-blank-lines: documents separated by "
+                        "blank lines (default: %(default)s)")
     p.add_argument("--text-column", default="text",
                    help="JSONL/Parquet field holding the text (default: %(default)s)")
     p.add_argument("--id-column", default="id", help="optional id field (default: %(default)s)")
