@@ -53,6 +53,13 @@ class ProgressBoard:
             if key in self._rows:
                 self._bar.remove_task(self._rows.pop(key))
 
+    def total(self, key) -> float | None | bool:
+        """The row's total (None: a spinner), or False when there is no such row."""
+        with self._lock:
+            if key not in self._rows:
+                return False
+            return next(t.total for t in self._bar.tasks if t.id == self._rows[key])
+
     def rows(self) -> dict[str, str]:
         """What each row says now: {description: status}."""
         with self._lock:
@@ -231,6 +238,26 @@ def input_progress(input_id: str, location: str, local_path) -> Iterator[InputPr
         yield reporter
     finally:
         reporter.finish()
+
+
+# --- a chain of stages (pipeline) ------------------------------------------------------------
+
+class StagesPoller:
+    """A row for each stage as soon as it starts (the file saying the stage before it is done
+    exists), before it reports anything itself, and 'done' for a stage that reported nothing
+    (skipped: done earlier). `stages`: (row key, description, file that starts it, file that
+    says it is done, or None)."""
+
+    def __init__(self, stages: list[tuple[object, str, Path, Path | None]]):
+        self.stages = stages
+
+    def __call__(self, board: ProgressBoard) -> None:
+        for key, description, starts, done in self.stages:
+            total = board.total(key)
+            if total is False and starts.exists():
+                board.show(key, description, status="running")
+            if total in (False, None) and done is not None and done.exists():
+                board.show(key, description, completed=1, total=1, status="done")
 
 
 # --- pretrain: the run's metrics.jsonl ------------------------------------------------------

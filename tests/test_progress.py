@@ -97,3 +97,24 @@ def test_the_pretrain_summary_fits_80_columns(tmp_path, capsys):
     assert all(len(line) <= 80 for line in table.splitlines()), table
     assert "…" not in table                                     # wrapped, never cut
     assert checkpoint in "".join(line.strip("│ ") for line in table.splitlines())
+
+
+def test_a_stage_has_a_row_from_its_start(tmp_path):
+    from flows.progress import StagesPoller
+
+    corpus_done, tokenizer_done = tmp_path / "dedup_report.json", tmp_path / "tokenizer.json"
+    poller = StagesPoller([("tok", "train-tokenizer", corpus_done, tokenizer_done),
+                           ("shard", "shard-corpus", tokenizer_done, None)])
+    with board(poller) as b:
+        b.poll()
+        assert b.rows() == {}
+        corpus_done.write_text("{}")
+        b.poll()
+        assert b.rows() == {"train-tokenizer": "running"}
+        b.show("tok", "train-tokenizer", completed=1, total=4, status="1/4")   # it reports
+        tokenizer_done.write_text("{}")
+        b.poll()
+        assert b.rows() == {"train-tokenizer": "1/4", "shard-corpus": "running"}
+    with board(poller) as b:        # a rerun: the stage was done earlier, reports nothing
+        b.poll()
+        assert b.rows() == {"train-tokenizer": "done", "shard-corpus": "running"}

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     console = print_outcomes("build-corpus: outcomes over all records read", summary["outcomes"])
     console.print(f"documents kept after dedup: [bold]{summary['documents']:,}[/] "
                   f"→ {summary['documents_dir']}", soft_wrap=True)   # paths stay whole
-    _print_damaged_records(console, summary.get("errors", []))
+    print_damaged_records(console, summary.get("errors", []))
     return print_inputs(console, summary, unit="pages")
 
 
@@ -121,7 +121,7 @@ def _input_line(row: dict, unit: str) -> str:
     return f"[green]✓[/] {line}"
 
 
-def _print_damaged_records(console, errors: list[dict]) -> None:
+def print_damaged_records(console, errors: list[dict]) -> None:
     """Counted in the table; say where and why, or a damaged input looks like a quiet one."""
     if not errors:
         return
@@ -132,5 +132,6 @@ def _print_damaged_records(console, errors: list[dict]) -> None:
         # readers quote the damaged bytes: keep the line printable and short
         message = "".join(c if c.isprintable() and c.isascii() else "?"
                           for c in e["message"])[:160]
-        console.print(f"  {_short(e['file'])} at byte {e['offset']}: {message}", markup=False,
+        where = e["where"] if "where" in e else f"at byte {e['offset']}"   # imports: line, page
+        console.print(f"  {_short(e['file'])} {where}: {message}", markup=False,
                       highlight=False)

@@ -63,14 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(summary: dict) -> int:
     """The outcome table, damage, the corpus by source, and a line per input; the exit code."""
-    from flows.cli.build_corpus import print_inputs, print_outcomes
+    from flows.cli.build_corpus import print_damaged_records, print_inputs, print_outcomes
 
     console = print_outcomes(f"import-corpus {summary['name']}: outcomes over all records read",
                              summary["outcomes"])
-    for e in summary["errors"][:20]:
-        console.print(f"[yellow]damaged[/]: {e['file']} {e.get('where', '')}: {e['message']}")
-    if len(summary["errors"]) > 20:
-        console.print(f"... {len(summary['errors']) - 20} more in the manifests")
+    print_damaged_records(console, summary["errors"])
     d = summary["dedup"]
     console.print(f"corpus after dedup over all sources: [bold]{summary['documents']:,}[/] "
                   f"documents ({d['exact_duplicates']:,} exact and {d['near_duplicates']:,} "

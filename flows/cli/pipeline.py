@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -54,13 +55,17 @@ def run(args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size)
     inputs = args.inputs or [str(SAMPLE_CRAWL)]
     sources = resolve_inputs(inputs)   # a missing input: exit 2 now, not after Prefect starts
-    with watch_stages(args.root, [s.input_id for s in sources], config):
-        out = pipeline(
-            inputs=inputs, root=args.root, vocab_size=args.vocab_size, format=args.format,
-            block_size=args.block_size, pretrain_config=config,
-            train_workers=args.train_workers, gpu=args.gpu, address=args.address,
-            tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
-            batch_sizes=args.batch_sizes, epochs=args.epochs)
+    input_ids = [s.input_id for s in sources]
+    try:
+        with watch_stages(args.root, input_ids, config):
+            out = pipeline(
+                inputs=inputs, root=args.root, vocab_size=args.vocab_size, format=args.format,
+                block_size=args.block_size, pretrain_config=config,
+                train_workers=args.train_workers, gpu=args.gpu, address=args.address,
+                tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
+                batch_sizes=args.batch_sizes, epochs=args.epochs)
+    finally:   # an input that gave nothing is named even when a later stage fails for it
+        inputs_code = print_build_corpus_inputs(args.root, input_ids)
     from rich.console import Console
 
     from evaluation.results import print_results
@@ -76,20 +81,46 @@ def run(args: argparse.Namespace) -> int:
     console.print("[bold]Where everything is[/]")
     for name, path in out["artifacts"].items():
         console.print(f"  {name:16s} {Path(path).resolve()}")
-    return EXIT_PARTIAL if out["failed_jobs"] else EXIT_OK
+    return EXIT_PARTIAL if out["failed_jobs"] else inputs_code
+
+
+def print_build_corpus_inputs(root: str, input_ids: list[str]) -> int:
+    """build-corpus's line per input, from the manifests it wrote; EXIT_PARTIAL when an input
+    gave no usable record."""
+    from rich.console import Console
+
+    from flows.cli.build_corpus import print_inputs
+    from flows.fan_out import total_counts
+    from runroot import layout
+
+    manifests = [json.loads(p.read_text()) for p in
+                 (Path(root) / layout.input_manifest(i) for i in input_ids) if p.is_file()]
+    if not manifests:
+        return EXIT_OK
+    return print_inputs(Console(), {**total_counts(manifests), "failed_inputs": []},
+                        unit="pages")
 
 
 def watch_stages(root: str, input_ids: list[str], config):
     """The progress of all five stages on one board: build-corpus's inputs (and the records
-    of each being read), pretrain's updates with loss, tokens/s and ETA (its metrics.jsonl),
-    finished finetuning jobs, and every stage that reports through StageProgress
-    (train-tokenizer, shard-corpus, ...)."""
-    from flows.progress import JobsPoller, MetricsPoller, watch_inputs
+    of each being read), a row per stage from its start, pretrain's updates with loss,
+    tokens/s and ETA (its metrics.jsonl), finished finetuning jobs, and whatever a stage
+    reports through StageProgress (train-tokenizer, shard-corpus, ...)."""
+    from flows.progress import JobsPoller, MetricsPoller, StagesPoller, watch_inputs
     from runroot import layout
     from training.config import OptimConfig
 
     steps = config.steps or OptimConfig.named(config.optim or config.model,
                                               **config.optim_overrides).total_steps
-    return watch_inputs("build-corpus inputs", root, input_ids, "pages",
+    done = {stage: Path(root) / marker for stage, marker in layout.DONE.items()}
+    trained = config.run_dir / layout.LOSS_PLOT      # written when a pretrain run ends
+    stages = StagesPoller([
+        (("stage", "train-tokenizer"), "train-tokenizer", done["build-corpus"],
+         done["train-tokenizer"]),
+        (("stage", "shard-corpus"), "shard-corpus", done["train-tokenizer"],
+         done["shard-corpus"]),
+        ("pretrain", "pretrain", done["shard-corpus"], trained),
+        ("jobs", "finetune-eval jobs", trained, None)])
+    return watch_inputs("build-corpus inputs", root, input_ids, "pages", stages,
                         MetricsPoller(config.run_dir / layout.METRICS, steps),
                         JobsPoller(root))
