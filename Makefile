@@ -36,6 +36,6 @@ sample: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# A Prefect server on 127.0.0.1:4200 and a process worker (Ctrl-C stops both).
+# A Prefect server on 127.0.0.1:4200 and a process worker, telemetry off (one Ctrl-C stops both).
 server: $(STAMP)
 	infra/local_server.sh

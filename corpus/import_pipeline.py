@@ -33,8 +33,10 @@ from runroot import storage
 from corpus import outcomes
 from corpus.config import CorpusConfig
 from corpus.hashing import MinHasher, content_hash, doc_id
-from corpus.importers import EMPTY_TEXT, READER_OUTCOMES, Columns, read_records
-from corpus.input_shard import ShardWriter, finished_manifest, input_id_from_name, output_paths
+from corpus.importers import (EMPTY_TEXT, MISSING_TEXT, READER_OUTCOMES, Columns, FormatChoice,
+                              choose_format, read_records)
+from corpus.input_shard import (ShardWriter, finished_manifest, input_id_from_name,
+                                outcome_summary, output_paths)
 from corpus.langid import identify, is_wanted
 from corpus.quality import RULES, quality_rejection
 from corpus.schema import shard_schema
@@ -154,18 +156,57 @@ def process_import(path: str | os.PathLike, out_root: str | os.PathLike, name: s
         # Outdated (other input content or parameters): not done while it is replaced.
         out.fs.delete_file(out.manifest_file)
 
+    choice = choose_format(path, where_from, fmt)
     records = _ImportedRecords(out, cfg, where_from)
     with out.writing():
-        for rec in read_records(path, where_from, fmt, columns):
-            outcome = records.add(rec)
-            if progress is not None:
-                progress(out.records, outcome)
-    if out.records == 0:
-        out.errors.append({"file": where_from, "where": "file", "message": "no records: empty input"})
+        if choice.format is not None:
+            for rec in read_records(path, where_from, choice.format, columns):
+                outcome = records.add(rec)
+                if progress is not None:
+                    progress(out.records, outcome)
     return out.write_manifest(
-        IMPORT_OUTCOMES, kind="import", corpus_name=name, format=fmt,
+        IMPORT_OUTCOMES, kind="import", corpus_name=name, format=fmt, read_as=choice.format,
+        chosen_by=choice.chosen_by, content=choice.content, note=choice.note or None,
+        problem=import_problem(out, choice, columns), warning=whole_file_warning(out, choice),
         errors_not_listed=records.errors_not_listed, damaged=records.damaged,
         fingerprint=fingerprint, text_chars=records.text_chars, config=cfg.to_dict())
+
+
+def import_problem(out: ShardWriter, choice: FormatChoice, columns: Columns) -> str | None:
+    """Why the input gave no usable record, pointing at the input (exit 3), or None: empty,
+    not a corpus file, every record damaged or without text, or one whole-file document too
+    long to be one."""
+    if choice.problem or choice.note:
+        return choice.problem or None
+    if out.records == 0:
+        return "empty: no records"
+    usable = out.records - sum(out.counts[o] for o in READER_OUTCOMES)
+    if usable == 0:
+        hint = ""
+        if out.counts[MISSING_TEXT] == out.records and choice.format in ("jsonl", "parquet"):
+            hint = f": no text in {columns.text!r}; name the text field with --text-column"
+        first = next((f"; first error at {e['where']}: {e['message']}" for e in out.errors), "")
+        return f"no usable record ({outcome_summary(out.counts)}){hint}{first}"
+    if _whole_file_rule(out, choice) == "quality_too_many_words":
+        return whole_file_warning(out, choice)
+    return None
+
+
+def _whole_file_rule(out: ShardWriter, choice: FormatChoice) -> str | None:
+    """The quality rule the one document of a whole-file text input failed, or None."""
+    if choice.format != "text" or out.records != 1:
+        return None
+    return next((o for o in out.counts if o.startswith("quality_")), None)
+
+
+def whole_file_warning(out: ShardWriter, choice: FormatChoice) -> str | None:
+    """A file read as one document that failed a quality rule may hold many documents."""
+    rule = _whole_file_rule(out, choice)
+    if rule is None:
+        return None
+    what = f" (its content: {choice.content})" if choice.content else ""
+    return (f"the whole file was taken as one document{what}, which failed {rule}: if it holds "
+            "several documents, pass --format (text-blank-lines, jsonl, wikipedia, owt, parquet)")
 
 
 class _ImportedRecords:

@@ -19,8 +19,6 @@ record's place (`where`): that is reported beside them. Text is never None on an
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
 import json
 import lzma
@@ -31,6 +29,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
+from corpus import file_kinds
 from corpus.wikitext import wiki_to_text
 
 # Outcomes decided by the readers (before language and quality).
@@ -58,9 +57,18 @@ class Record:
     ends_input: bool = False   # damage that ends the stream: the rest of the input is lost
 
 
+# Wikimedia's dump names: whole (`...-pages-articles.xml.bz2`), split
+# (`...-pages-articles1.xml-p1p41242.bz2`), multistream (`...-pages-articles-multistream1.xml-p1p41242.bz2`).
+_WIKIMEDIA_DUMP = re.compile(r"-pages-(articles|meta-current|meta-history)(-multistream)?\d*"
+                             r"\.xml(-p\d+p\d+)?(\.(bz2|gz|xz|zst))?$")
+_WIKIMEDIA_INDEX = re.compile(r"-multistream-index\d*\.txt(-p\d+p\d+)?(\.bz2)?$")
+
+
 def detect_format(name: str) -> str:
-    """The reader for a file name (used by --format auto)."""
+    """The reader a file name suggests; `choose_format` asks the content first."""
     n = name.lower()
+    if _WIKIMEDIA_DUMP.search(n):
+        return "wikipedia"
     for suffix in (".gz", ".bz2", ".xz", ".zst"):
         if n.endswith(suffix) and re.search(r"\.(xml|jsonl|ndjson|json|txt)" + re.escape(suffix) + "$", n):
             n_inner = n[: -len(suffix)]
@@ -80,16 +88,48 @@ def detect_format(name: str) -> str:
     return "text"
 
 
-def open_text_stream(path, name: str):
-    """Binary stream of a possibly compressed file, chosen by the input's name."""
-    n = name.lower()
-    if n.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if n.endswith(".bz2"):
-        return bz2.open(path, "rb")
-    if n.endswith(".xz"):
-        return lzma.open(path, "rb")
-    return open(path, "rb")
+# Content kinds (corpus.file_kinds) that name their reader.
+_READER_OF_CONTENT = {file_kinds.WIKIPEDIA: "wikipedia", file_kinds.JSONL: "jsonl",
+                      file_kinds.PARQUET: "parquet", file_kinds.TAR: "owt"}
+
+
+@dataclass(frozen=True)
+class FormatChoice:
+    """The reader for one input, and how it was chosen."""
+    format: str | None         # the reader; None: nothing to read (`note` or `problem` says why)
+    chosen_by: str             # "--format" (given), "content", or "name" (the content is text)
+    content: str = ""          # what the content is, e.g. "bz2-compressed JSON Lines"
+    note: str = ""             # an input skipped on purpose: a multistream dump's index
+    problem: str = ""          # an input that is no corpus file: a WARC, a 7-Zip archive
+
+
+def choose_format(path, name: str, fmt: str) -> FormatChoice:
+    """The reader for `fmt`; under `auto`, the one the content asks for (compression by
+    magic bytes, then the first bytes inside), else the one the name suggests."""
+    if fmt != "auto":
+        return FormatChoice(fmt, "--format")
+    kind = file_kinds.sniff(path)
+    content = kind.describe()
+    if kind.content in _READER_OF_CONTENT:
+        return FormatChoice(_READER_OF_CONTENT[kind.content], "content", content)
+    if kind.content == file_kinds.WIKI_INDEX or _WIKIMEDIA_INDEX.search(name.lower()):
+        return FormatChoice(None, "content", content, note=(
+            "skipped: the index of a multistream dump (page offsets, no text); the dump "
+            "beside it holds the pages"))
+    if kind.content == file_kinds.WARC:
+        return FormatChoice(None, "content", content, problem=(
+            f"{content}: crawls are build-corpus's input (roberta build-corpus)"))
+    if kind.content in (file_kinds.SEVEN_ZIP, file_kinds.ZIP):
+        return FormatChoice(None, "content", content, problem=(
+            f"{content}, which cannot be read here: unpack it first (for Wikipedia, take "
+            "the .bz2 dump)"))
+    return FormatChoice(detect_format(name), "name", content)
+
+
+def open_text_stream(path, name: str = ""):
+    """Binary stream of a possibly compressed file, decompressed by its magic bytes (the
+    name is not trusted: see corpus.file_kinds)."""
+    return file_kinds.open_decompressed(path)
 
 
 def _decode(data: bytes) -> str | None:
@@ -221,7 +261,13 @@ def _is_archive(member: str) -> bool:
 def read_archive(path, name: str, max_depth: int = 3) -> Iterator[Record]:
     """Every regular file in the archive is one document; nested archives are opened."""
     counter = [0]
-    with open(path, "rb") as f:
+    try:
+        f = open_text_stream(path)
+    except OSError as exc:
+        yield Record(None, "member (archive)", 0, outcome=BAD_RECORD,
+                     error=f"not a readable archive: {exc}", ends_input=True)
+        return
+    with f:
         yield from _read_tar(f, "", counter, max_depth)
 
 
@@ -340,9 +386,12 @@ def _page_record(page, offset: int, base_url: str, namespaces) -> Record:
 
 
 def read_records(path, name: str, fmt: str, cols: Columns = Columns()) -> Iterator[Record]:
-    """The reader for `fmt` (auto: by the input's name)."""
+    """The reader for `fmt` (auto: see `choose_format`; an input with nothing to read
+    yields nothing)."""
     if fmt == "auto":
-        fmt = detect_format(name)
+        fmt = choose_format(path, name, fmt).format
+        if fmt is None:
+            return iter(())
     if fmt == "text":
         return read_text(path, name, blank_lines=False)
     if fmt == "text-blank-lines":

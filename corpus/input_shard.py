@@ -38,6 +38,13 @@ def input_id_from_name(name: str, suffixes: re.Pattern) -> str:
     return f"{safe}-{hashlib.blake2b(str(name).encode(), digest_size=4).hexdigest()}"
 
 
+def outcome_summary(counts: dict[str, int], top: int = 3) -> str:
+    """The most frequent outcomes, e.g. '3 corrupt_record, 1 not_response'."""
+    ranked = sorted(((n, o) for o, n in counts.items() if n), reverse=True)
+    text = ", ".join(f"{n:,} {o}" for n, o in ranked[:top])
+    return text + (f", {len(ranked) - top} more outcomes" if len(ranked) > top else "")
+
+
 def output_paths(out_root: str | os.PathLike, input_id: str) -> tuple:
     """(filesystem, shard path, manifest path) of one input's output under `out_root`."""
     fs, base = storage.resolve(out_root)

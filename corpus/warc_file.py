@@ -23,18 +23,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from corpus import outcomes
+from corpus import file_kinds, outcomes
 from corpus.config import CorpusConfig
 from corpus.extract import Extractor
 from corpus.hashing import MinHasher, content_hash, doc_id
 from corpus.html_decode import decode_html
-from corpus.input_shard import ShardWriter, finished_manifest, input_id_from_name, output_paths
+from corpus.input_shard import (ShardWriter, finished_manifest, input_id_from_name,
+                                outcome_summary, output_paths)
 from corpus.langid import identify, is_wanted
 from corpus.prefilter import InFileDuplicates, cheap_text, declared_language, html_digest
 from corpus.quality import quality_rejection
 from corpus.schema import shard_schema
 from corpus.urls import host_of, normalize_url
-from corpus.warc_reader import CORRUPT_RECORD, read_warc
+from corpus.warc_reader import CORRUPT_RECORD, READER_OUTCOMES, read_warc
+
+# What import-corpus reads (a non-WARC input to build-corpus is pointed there).
+IMPORTABLE = (file_kinds.WIKIPEDIA, file_kinds.JSONL, file_kinds.PARQUET, file_kinds.TAR,
+              file_kinds.TEXT)
 
 ProgressFn = Callable[[int, int, str], None]  # (records read, byte offset, outcome)
 
@@ -105,9 +110,24 @@ def process_warc(warc_path: str | os.PathLike, out_root: str | os.PathLike,
             if progress is not None:
                 progress(out.records, item.offset, outcome)
         events["extraction_restarts"] = extractor.restarts
-    if out.records == 0:
-        out.errors.append({"file": name, "offset": 0, "message": "no WARC records: empty file"})
-    return out.write_manifest(outcomes.ALL, events=dict(events), config=cfg.to_dict())
+    return out.write_manifest(outcomes.ALL, events=dict(events), config=cfg.to_dict(),
+                              problem=warc_problem(out, warc_path))
+
+
+def warc_problem(out: ShardWriter, warc_path) -> str | None:
+    """Why the input gave no page to extract, pointing at the input (the CLI's exit 3), or
+    None: empty, not a WARC at all, or no record that is an HTML page."""
+    if out.records and out.records > sum(out.counts[o] for o in READER_OUTCOMES):
+        return None
+    kind = file_kinds.sniff(warc_path)
+    if kind.content == file_kinds.EMPTY:
+        return "empty: no WARC records" + (f" ({kind.describe()})" if kind.compression else "")
+    if kind.content != file_kinds.WARC and out.counts[CORRUPT_RECORD] == out.records:
+        readable = kind.content in IMPORTABLE
+        return (f"not a WARC file: {kind.describe()}" +
+                (" (roberta import-corpus reads it)" if readable else ""))
+    first = next((f"; first error at byte {e['offset']}: {e['message']}" for e in out.errors), "")
+    return f"no HTML page to extract ({outcome_summary(out.counts)}){first}"
 
 
 def _process_candidate(item, cfg: CorpusConfig, languages, name, iid, dups: InFileDuplicates,

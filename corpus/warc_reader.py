@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
 from warcio.archiveiterator import WARCIterator
+from warcio.bufferedreaders import BufferedReader, ChunkedDataReader, DecompressingBufferedReader
 
 # Outcomes decided while reading (see corpus.outcomes for the full list).
 NOT_RESPONSE = "not_response"              # warcinfo, request, metadata, revisit, ...
@@ -22,6 +23,8 @@ NOT_HTML = "not_html"                      # PDF, JSON, images, CSS...
 EMPTY_PAYLOAD = "empty_payload"
 PAGE_TOO_LARGE = "page_too_large"          # payload over config.max_page_bytes
 CORRUPT_RECORD = "corrupt_record"          # unparsable header, bad gzip member, truncated payload
+READER_OUTCOMES = (NOT_RESPONSE, HTTP_STATUS_NOT_200, NOT_HTML, EMPTY_PAYLOAD, PAGE_TOO_LARGE,
+                   CORRUPT_RECORD)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -56,16 +59,20 @@ def _classify(rec, offset: int, max_page_bytes: int) -> RecordRead:
     if rec.rec_type != "response" or rec.http_headers is None:
         return RecordRead(outcome=NOT_RESPONSE, **base)
     status = rec.http_headers.get_statuscode()
+    stream = _content_stream(rec)
     if status != "200":
-        rec.content_stream().read()  # drain, so a damaged body is still noticed below
-        return RecordRead(outcome=HTTP_STATUS_NOT_200, extra={"status": status}, **base)
+        stream.read()  # drain, so a damaged body is still noticed below
+        return _payload_damage(stream, base) or RecordRead(
+            outcome=HTTP_STATUS_NOT_200, extra={"status": status}, **base)
     content_type = rec.http_headers.get_header("Content-Type") or ""
-    stream = rec.content_stream()
     payload = stream.read(max_page_bytes + 1)
     if len(payload) > max_page_bytes:
         while stream.read(1 << 20):  # drain without keeping it
             pass
-        return RecordRead(outcome=PAGE_TOO_LARGE, content_type=content_type, **base)
+        return _payload_damage(stream, base) or RecordRead(
+            outcome=PAGE_TOO_LARGE, content_type=content_type, **base)
+    if damaged := _payload_damage(stream, base):
+        return damaged
     if not payload.strip():
         return RecordRead(outcome=EMPTY_PAYLOAD, **base)
     if not _is_html(content_type, payload):
@@ -107,10 +114,72 @@ def _next_boundary(f: BinaryIO, after: int, gzipped: bool) -> int | None:
         pos += len(chunk) - len(marker)  # overlap so a marker across chunks is not missed
 
 
+class _KeepDecompressErrors:
+    """warcio writes a decompression error met in the middle of a stream to stderr, unnamed,
+    and returns no more data (bufferedreaders.py, BufferedReader._decompress). Keep it on the
+    reader instead: the record is then counted as damaged, with its file and offset, and
+    nothing reaches the console. An error in the first block is warcio's own business: it
+    takes the data as not compressed."""
+
+    def __init__(self, *args, **kwargs):
+        self.decompress_errors: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def _decompress(self, data):
+        if self.decompressor and data and self.num_block_read:
+            try:
+                return self.decompressor.decompress(data)
+            except Exception as exc:  # noqa: BLE001 - zlib.error, brotli.error
+                self.decompress_errors.append(str(exc))
+                return b""
+        return super()._decompress(data)
+
+
+class _MemberReader(_KeepDecompressErrors, DecompressingBufferedReader):
+    """The gzip members of a .warc.gz."""
+
+
+class _PayloadReader(_KeepDecompressErrors, BufferedReader):
+    """An HTTP payload with a Content-Encoding (gzip, deflate, br)."""
+
+
+class _ChunkedPayloadReader(_KeepDecompressErrors, ChunkedDataReader):
+    """A chunked HTTP payload, possibly with a Content-Encoding."""
+
+
+def _content_stream(rec):
+    """`rec.content_stream()` (warcio recordloader.py) with readers that keep their
+    decompression errors."""
+    if not rec.http_headers:
+        return rec.raw_stream
+    encoding = (rec.http_headers.get_header("content-encoding") or "").lower() or None
+    if encoding not in BufferedReader.get_supported_decompressors():
+        encoding = None
+    if rec.http_headers.get_header("transfer-encoding") == "chunked":
+        return _ChunkedPayloadReader(rec.raw_stream, decomp_type=encoding)
+    if encoding:
+        return _PayloadReader(rec.raw_stream, decomp_type=encoding)
+    return rec.raw_stream
+
+
+def _payload_damage(stream, base: dict) -> RecordRead | None:
+    """A corrupt_record for a payload whose Content-Encoding broke off mid-stream."""
+    errors = getattr(stream, "decompress_errors", None)
+    if not errors:
+        return None
+    return RecordRead(outcome=CORRUPT_RECORD, error=f"HTTP payload ({stream.decomp_type}) "
+                      f"cut short: {errors[0]}", **base)
+
+
 class _QuietWARCIterator(WARCIterator):
     """warcio writes a warning to stderr when a record is not followed by a blank line
-    (a wrong Content-Length). We count that as damage ourselves, so silence the print."""
+    (a wrong Content-Length), and decompression errors (above). We count both as damage
+    ourselves, so silence the prints."""
     INC_RECORD = ""
+
+    def __init__(self, fh, **kwargs):
+        super().__init__(fh, **kwargs)   # the record generator has not started yet
+        self.reader = _MemberReader(self.fh, block_size=self.reader.block_size)
 
 
 def _damage_after_record(it: WARCIterator, rec, gzipped: bool) -> str:
@@ -121,6 +190,9 @@ def _damage_after_record(it: WARCIterator, rec, gzipped: bool) -> str:
     raw = rec.raw_stream
     while raw.read(1 << 16):  # whatever the payload decoder left (chunked trailers...)
         pass
+    member_errors = it.reader.decompress_errors if it.reader else []
+    if member_errors:
+        return f"gzip member damaged: {member_errors[0]}"
     if getattr(raw, "limit", 0) > 0:
         return f"truncated record: {raw.limit} of {rec.rec_headers.get_header('Content-Length')} bytes missing"
     errors_before = it.err_count

@@ -32,6 +32,7 @@ def process_input(location: str, root: str, options: dict, keep_downloads: bool,
     records are counted by `process_warc`, so a failure here is final for this run."""
     from corpus.input_shard import is_done, output_paths
     from corpus.warc_file import process_warc
+    from flows.progress import input_progress
 
     source = WarcSource(location)
 
@@ -39,13 +40,21 @@ def process_input(location: str, root: str, options: dict, keep_downloads: bool,
         if not is_done(root, source.input_id):
             return None
         fs, _, manifest_file = output_paths(root, source.input_id)
-        return storage.read_json(fs, manifest_file)
+        manifest = storage.read_json(fs, manifest_file)
+        # An input that gave nothing usable (empty, not a WARC) is read again: exit 3 says
+        # "rerun to retry", and the file may have been fixed in place.
+        return None if manifest.get("problem") else manifest | {"skipped": True}
+
+    def process(local) -> dict:
+        with input_progress(source.input_id, location, local) as reporter:
+            return process_warc(local, root, CorpusConfig.from_dict(options),
+                                input_id=source.input_id, source_name=location, force=True,
+                                progress=reporter and reporter.record)
 
     return process_input_file(
         root, keep_downloads, finished=finished,
         fetch=lambda downloads: fetch(source, downloads, retries=download_retries),
-        process=lambda local: process_warc(local, root, CorpusConfig.from_dict(options),
-                                           input_id=source.input_id, source_name=location))
+        process=process)
 
 
 @task(name="deduplicate")

@@ -83,10 +83,25 @@ def fan_out(flow_name: str, input_task, locations: list[str], task_runner, done:
 
 def total_counts(manifests: list[dict]) -> dict:
     """What the inputs' manifests add up to: outcomes per record, records read, damaged
-    records."""
+    records; and one row per input (`per_input`), with the problem of an input that gave no
+    usable record (`unusable_inputs` lists those)."""
     outcomes: dict[str, int] = {}
     for m in manifests:
         for outcome, n in m["counts"].items():
             outcomes[outcome] = outcomes.get(outcome, 0) + n
+    per_input = [input_row(m) for m in manifests]
     return {"inputs": len(manifests), "records": sum(m["records_read"] for m in manifests),
-            "errors": [e for m in manifests for e in m.get("errors", [])], "outcomes": outcomes}
+            "errors": [e for m in manifests for e in m.get("errors", [])], "outcomes": outcomes,
+            "per_input": per_input,
+            "unusable_inputs": [r for r in per_input if r["problem"]]}
+
+
+def input_row(manifest: dict) -> dict:
+    """What the console says about one input: its records and documents, and the problem,
+    warning or note its manifest carries."""
+    records = manifest["records_read"]
+    return {"input": manifest["input"], "records": records, "documents": manifest["documents"],
+            "pages": records - manifest["counts"].get("not_response", 0),
+            "seconds": manifest.get("seconds"),
+            "done_earlier": bool(manifest.get("skipped")),
+            **{k: manifest.get(k) for k in ("problem", "warning", "note")}}

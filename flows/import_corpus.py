@@ -26,17 +26,24 @@ def import_input(location: str, root: str, name: str, fmt: str, columns: dict, o
     from corpus.import_pipeline import (finished_import, import_fingerprint, input_stat,
                                         process_import)
     from corpus.importers import Columns
+    from flows.progress import input_progress
 
     source = ImportSource(location)
     cfg, cols = CorpusConfig.from_dict(options), Columns(**columns)
     fingerprint = import_fingerprint(input_stat(location), name, fmt, cols, cfg)
+
+    def process(local) -> dict:
+        with input_progress(source.input_id, location, local) as reporter:
+            return process_import(
+                local, root, name, cfg, fmt=fmt, columns=cols, input_name=location,
+                input_id=source.input_id, fingerprint=fingerprint,
+                progress=reporter and (lambda records, outcome: reporter.record(records)))
+
     return process_input_file(
         root, keep_downloads,
         finished=lambda: finished_import(root, source.input_id, fingerprint),
         fetch=lambda downloads: fetch_import(source, downloads, retries=download_retries),
-        process=lambda local: process_import(
-            local, root, name, cfg, fmt=fmt, columns=cols, input_name=location,
-            input_id=source.input_id, fingerprint=fingerprint))
+        process=process)
 
 
 @flow(name="import-corpus")

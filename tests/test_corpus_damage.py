@@ -74,12 +74,13 @@ def test_not_a_warc_file(tmp_path):
     m = run(tmp_path, "notes.warc", b"these are my notes, not a WARC file\n" * 50)
     assert m["records_read"] == 1 and m["counts"]["corrupt_record"] == 1
     assert "not a WARC file" in m["errors"][0]["message"]
+    assert m["problem"] == "not a WARC file: text (roberta import-corpus reads it)"
 
 
 def test_empty_file(tmp_path):
     m = run(tmp_path, "empty.warc.gz", b"")
     assert m["records_read"] == 0 and m["documents"] == 0
-    assert "empty" in m["errors"][0]["message"]
+    assert m["problem"] == "empty: no WARC records" and m["errors"] == []
 
 
 @pytest.mark.parametrize("delta", [-40, +300])

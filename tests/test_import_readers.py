@@ -95,7 +95,7 @@ def shard_rows(root, m):
 
 
 def test_detect_format():
-    assert detect_format("enwiki-20190101-pages-articles1.xml-p10p30302.bz2") == "text"
+    assert detect_format("enwiki-20190101-pages-articles1.xml-p10p30302.bz2") == "wikipedia"
     assert detect_format("enwiki-20190101-pages-articles1.xml.bz2") == "wikipedia"
     assert detect_format("a.jsonl.gz") == "jsonl"
     assert detect_format("openwebtext.tar.xz") == "owt"

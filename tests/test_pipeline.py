@@ -36,6 +36,10 @@ def test_pipeline_end_to_end_then_rerun_skips(tmp_path):
     assert {r["task"] for r in rows} == {"sst2", "squad1"}
     assert all(r["error"] is None and r["checkpoint"] == str(checkpoint) for r in rows)
     assert "Where everything is" in run.stdout and str(checkpoint) in run.stdout
+    # the progress board (what make demo shows live) has a row for each of the five stages
+    for row in ("build-corpus inputs", "train-tokenizer", "shard-corpus", "pretrain",
+                "finetune-eval jobs"):
+        assert row in run.stdout, (row, run.stdout[:3000])
 
     started = time.time()
     again = pipeline(tmp_path)

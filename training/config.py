@@ -10,6 +10,7 @@ This module imports nothing beyond the standard library so that it can be read a
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,20 @@ from typing import Any
 def field_names(cls) -> set[str]:
     """The fields of a config dataclass (to refuse or drop unknown keys)."""
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _require(ok: bool, message: str) -> None:
+    """A range check of a config field: ValueError naming the field (the CLI's exit 2)."""
+    if not ok:
+        raise ValueError(message)
 
 
 def _named(cls, presets: dict[str, dict[str, Any]], name: str, overrides: dict[str, Any]):
@@ -74,10 +89,21 @@ class ModelConfig:
     num_labels: int = 0               # >0 adds a sequence-classification head on <s>
 
     def __post_init__(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
-        if not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id {self.pad_id} outside vocab of {self.vocab_size}")
+        # Checked here, whatever built the config (CLI overrides, a deployment's JSON, an HF
+        # config.json): a 0-layer model would otherwise train and save without complaint.
+        for name in ("num_layers", "hidden_size", "num_heads", "ffn_size", "vocab_size",
+                     "max_positions", "type_vocab_size"):
+            value = getattr(self, name)
+            _require(_is_integer(value) and value >= 1,
+                     f"{name} must be an integer >= 1, got {value!r}")
+        _require(self.hidden_size % self.num_heads == 0,
+                 f"hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        _require(0 <= self.pad_id < self.vocab_size,
+                 f"pad_id {self.pad_id} outside vocab of {self.vocab_size}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            _require(_is_number(value) and 0 <= value < 1,
+                     f"{name} must be in [0, 1), got {value!r}")
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -163,6 +189,21 @@ class OptimConfig:
     clip_grad_norm: float = 0.0        # 0 = no clipping (paper Table 9)
     batch_size: int = 8192             # effective sequences per optimizer step
     fused: bool | None = None          # None: fused where supported (CUDA, CPU), else foreach
+
+    def __post_init__(self):
+        # Sizes (steps, batch) are checked where the run is resolved, against the shards.
+        _require(_is_number(self.peak_lr) and self.peak_lr > 0,
+                 f"peak_lr must be a number > 0, got {self.peak_lr!r}")
+        _require(_is_number(self.end_lr) and 0 <= self.end_lr <= self.peak_lr,
+                 f"end_lr must be a number in [0, peak_lr={self.peak_lr}], got {self.end_lr!r}")
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
+        _require(len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas),
+                 f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        _require(_is_number(self.eps) and self.eps > 0, f"eps must be > 0, got {self.eps!r}")
+        _require(_is_number(self.weight_decay) and self.weight_decay >= 0,
+                 f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        _require(_is_integer(self.warmup_steps) and self.warmup_steps >= 0,
+                 f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
 
     @classmethod
     def named(cls, name: str, **overrides: Any) -> "OptimConfig":

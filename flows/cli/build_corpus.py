@@ -35,13 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from corpus.inputs import CC_BASE_URL, resolve_inputs
     from flows.build_corpus import build_corpus, corpus_options
-    from flows.progress import manifest_counter, watch_files
+    from flows.progress import watch_inputs
 
     sources = resolve_inputs(args.inputs, cc_news_base_url=args.cc_news_base_url or CC_BASE_URL,
                              cc_news_limit=args.cc_news_limit)
     options = corpus_options(**document_filters(args), num_perm=args.num_perm,
                              extract_timeout_s=args.extract_timeout)
-    with watch_files("WARC files", *manifest_counter(args.root, len(sources))):
+    with watch_inputs("WARC files", args.root, [s.input_id for s in sources], unit="pages"):
         summary = build_corpus(inputs=[s.location for s in sources], root=args.root,
                                runner=runner_of(args), workers=args.workers,
                                ray_address=args.ray_address, options=options,
@@ -50,13 +50,8 @@ def run(args: argparse.Namespace) -> int:
     console = print_outcomes("build-corpus: outcomes over all records read", summary["outcomes"])
     console.print(f"documents kept after dedup: [bold]{summary['documents']:,}[/] "
                   f"→ {summary['documents_dir']}", soft_wrap=True)   # paths stay whole
-    _print_damaged_records(console, summary.get("errors", []))
-    for failed in summary["failed_inputs"]:
-        console.print(f"[red]not processed[/]: {failed['input']}: {failed['error']}")
-    if summary["failed_inputs"]:
-        console.print("rerun the same command to retry them; finished inputs are skipped "
-                      "(an input that was not found will fail again: fix or drop it)")
-    return EXIT_PARTIAL if summary["failed_inputs"] else EXIT_OK
+    print_damaged_records(console, summary.get("errors", []))
+    return print_inputs(console, summary, unit="pages")
 
 
 def print_outcomes(title: str, outcomes: dict[str, int]):
@@ -64,18 +59,69 @@ def print_outcomes(title: str, outcomes: dict[str, int]):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    console = Console()
+    rows = [(outcome, n) for outcome, n in sorted(outcomes.items(), key=lambda kv: -kv[1]) if n]
+    if not rows:
+        console.print(f"{title}: no records read")
+        return console
+    table = Table(title=title, min_width=len(title))
     table.add_column("outcome")
     table.add_column("records", justify="right")
-    for outcome, n in sorted(outcomes.items(), key=lambda kv: -kv[1]):
-        if n:
-            table.add_row(outcome, f"{n:,}")
-    console = Console()
+    for outcome, n in rows:
+        table.add_row(outcome, f"{n:,}")
     console.print(table)
     return console
 
 
-def _print_damaged_records(console, errors: list[dict]) -> None:
+# Inputs without a problem listed one by one up to this many; problems are always listed.
+MAX_CLEAN_LINES = 50
+
+
+def print_inputs(console, summary: dict, unit: str) -> int:
+    """One line per input: what it gave, or why it gave nothing usable; returns the exit code:
+    3 when an input could not be processed or gave no usable record, else 0."""
+    rows = summary["per_input"]
+    clean = [r for r in rows if not (r["problem"] or r["warning"])]
+    for row in rows:
+        if row in clean[MAX_CLEAN_LINES:]:
+            continue
+        console.print(_input_line(row, unit), overflow="fold", highlight=False)
+    if len(clean) > MAX_CLEAN_LINES:
+        console.print(f"  … and {len(clean) - MAX_CLEAN_LINES:,} more inputs without problems "
+                      "(each one's manifest is under corpus/manifests/)")
+    for failed in summary["failed_inputs"]:
+        console.print(f"[red]✗[/] {_short(failed['input'])}: [red]not processed[/]: "
+                      f"{failed['error']}", overflow="fold", highlight=False)
+    if summary["failed_inputs"] or summary["unusable_inputs"]:
+        console.print("rerun the same command to retry them; finished inputs are skipped "
+                      "(an input that was not found or gave nothing will fail again: fix or "
+                      "drop it)")
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _short(location: str) -> str:
+    return location.rstrip("/").rsplit("/", 1)[-1] or location
+
+
+def _input_line(row: dict, unit: str) -> str:
+    name = _short(row["input"])
+    if row["problem"]:
+        return f"[red]✗[/] {name}: [red]{row['problem']}[/]"
+    if row["note"]:
+        return f"[dim]–[/] {name}: {row['note']}"
+    rate = ""
+    if row["done_earlier"]:
+        rate = ", done earlier"
+    elif row["seconds"]:
+        rate = f", {row['pages'] / row['seconds']:,.1f} {unit}/s"
+    line = (f"{name}: {row['records']:,} records → {row['documents']:,} documents{rate}")
+    if row["warning"]:
+        return f"[yellow]![/] {line}; [yellow]{row['warning']}[/]"
+    return f"[green]✓[/] {line}"
+
+
+def print_damaged_records(console, errors: list[dict]) -> None:
     """Counted in the table; say where and why, or a damaged input looks like a quiet one."""
     if not errors:
         return
@@ -86,5 +132,6 @@ def _print_damaged_records(console, errors: list[dict]) -> None:
         # readers quote the damaged bytes: keep the line printable and short
         message = "".join(c if c.isprintable() and c.isascii() else "?"
                           for c in e["message"])[:160]
-        console.print(f"  {e['file']} at byte {e['offset']}: {message}", markup=False,
+        where = e["where"] if "where" in e else f"at byte {e['offset']}"   # imports: line, page
+        console.print(f"  {_short(e['file'])} {where}: {message}", markup=False,
                       highlight=False)

@@ -7,16 +7,17 @@ building the parser and `roberta --help` never import Prefect or torch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
+from pathlib import Path
 from types import ModuleType
 
 from runroot import layout
 
 # 0 the run completed (damaged inputs are counted in its reports, not fatal); 2 bad arguments
-# or inputs (missing path, unreachable listing); 3 the run finished but some inputs or jobs
-# could not be processed (rerun to retry them); 1 the run failed; 130 interrupted (Ctrl-C).
+# or inputs (missing path, unreachable listing, a --root that is a file); 3 the run finished but
+# some inputs or jobs could not be processed, or an input gave no usable record (rerun to retry
+# them); 1 the run failed; 130 interrupted (Ctrl-C).
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 
@@ -97,6 +98,8 @@ def int_at_least(minimum: int):
 # Counts and sizes: 0 would otherwise slip through as 'use the preset' wherever a caller
 # writes `value or default`.
 positive_int = int_at_least(1)
+# A byte-level BPE holds the 256 byte symbols and RoBERTa's 5 specials (corpus/bpe.py).
+vocab_size = int_at_least(256 + 5)
 
 
 def number_list(kind: type, minimum: float | None = None):
@@ -117,18 +120,6 @@ def number_list(kind: type, minimum: float | None = None):
     return parse
 
 
-def key_value(text: str) -> tuple[str, object]:
-    """An argparse type: KEY=VALUE, the value parsed as JSON when it is JSON (a number, true,
-    a list), else kept as a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k, json.loads(v)
-    except json.JSONDecodeError:
-        return k, v
-
-
 def mixture(text: str) -> dict[str, float]:
     """An argparse type: mixture weights per source, SOURCE=W,..."""
     from corpus.mixture import parse_mix
@@ -141,8 +132,25 @@ def mixture(text: str) -> dict[str, float]:
 
 # ---------------------------------------------------------------- option groups
 
+def run_root(text: str) -> str:
+    """An argparse type: a run root, a folder (created when missing) or a URI. A path that is
+    a file, or lies under one, is refused here, naming the root, before any stage starts
+    (it used to fail inside every worker, blamed on the inputs)."""
+    if "://" in text:
+        return text
+    path = Path(text).expanduser()
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == path else f"lies under the file {folder}"
+                raise argparse.ArgumentTypeError(
+                    f"{text} {where}: the run root must be a folder (created when missing)")
+            break
+    return text
+
+
 def add_root(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--root", default=layout.DEFAULT_ROOT, metavar="RUN_DIR",
+    p.add_argument("--root", type=run_root, default=layout.DEFAULT_ROOT, metavar="RUN_DIR",
                    help=(help or "run root holding every stage's artifacts") +
                    " (default: %(default)s)")
 
@@ -162,7 +170,7 @@ def add_runner(p: argparse.ArgumentParser, default: str = "processes") -> None:
     p.add_argument("--runner", choices=RUNNERS, default=default,
                    help="how the fan-out runs: a thread pool, a process pool, or Ray "
                         "(default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="parallel workers (default: one per CPU core)")
     p.add_argument("--address", dest="ray_address", default=None, metavar="RAY_ADDRESS",
                    help="attach to this Ray cluster (e.g. ray://head:10001 or auto); "
@@ -193,7 +201,7 @@ def document_filters(args: argparse.Namespace) -> dict:
 
 
 def add_download_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--download-retries", type=int, default=4, metavar="N",
+    p.add_argument("--download-retries", type=int_at_least(0), default=4, metavar="N",
                    help="retries with exponential backoff per remote file (default: %(default)s)")
     p.add_argument("--keep-downloads", action="store_true",
                    help="keep fetched remote files after their shard is written")

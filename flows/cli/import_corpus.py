@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_document_filters, add_download_options,
-                              add_root, add_runner, document_filters, runner_of)
+from flows.cli.common import (add_document_filters, add_download_options, add_root, add_runner,
+                              document_filters, runner_of)
 
 NAME = "import-corpus"
 HELP = "text, JSONL, Parquet, OpenWebText, Wikipedia → documents"
@@ -25,10 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="files, directories, globs, http(s) URLs or s3:// (pyarrow "
                         "filesystem) URIs")
     p.add_argument("--format", default="auto", choices=FORMATS,
-                   help="auto: by file name (*.xml.bz2 wikipedia, *.jsonl, *.parquet, "
-                        "*.tar/.tar.gz/.tar.xz/.xz owt, else text); text: one document per "
-                        "file; text-blank-lines: documents separated by blank lines "
-                        "(default: %(default)s)")
+                   help="auto: by content, whatever the name and compression (bz2, gzip, "
+                        "xz, zstd): a MediaWiki dump is wikipedia, one JSON object per line "
+                        "jsonl, Parquet parquet, a tar archive owt, else by the name (text: "
+                        "one document per file); text-blank-lines: documents separated by "
+                        "blank lines (default: %(default)s)")
     p.add_argument("--text-column", default="text",
                    help="JSONL/Parquet field holding the text (default: %(default)s)")
     p.add_argument("--id-column", default="id", help="optional id field (default: %(default)s)")
@@ -44,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from corpus.import_inputs import resolve_import_inputs
     from flows.build_corpus import corpus_options
     from flows.import_corpus import import_corpus
-    from flows.progress import manifest_counter, watch_files
+    from flows.progress import watch_inputs
 
     sources = resolve_import_inputs(args.inputs)
     options = corpus_options(**document_filters(args))
-    with watch_files(f"{args.name} files", *manifest_counter(
-            args.root, len(sources), {s.input_id for s in sources})):
+    with watch_inputs(f"{args.name} files", args.root, [s.input_id for s in sources],
+                      unit="records"):
         summary = import_corpus(
             inputs=[s.location for s in sources], name=args.name, root=args.root,
             format=args.format, text_column=args.text_column, id_column=args.id_column,
@@ -57,24 +58,20 @@ def run(args: argparse.Namespace) -> int:
             runner=runner_of(args), workers=args.workers, ray_address=args.ray_address,
             options=options, keep_downloads=args.keep_downloads,
             download_retries=args.download_retries)
-    _print_summary(summary)
-    return EXIT_PARTIAL if summary["failed_inputs"] else EXIT_OK
+    return _print_summary(summary)
 
 
-def _print_summary(summary: dict) -> None:
-    from flows.cli.build_corpus import print_outcomes
+def _print_summary(summary: dict) -> int:
+    """The outcome table, damage, the corpus by source, and a line per input; the exit code."""
+    from flows.cli.build_corpus import print_damaged_records, print_inputs, print_outcomes
 
     console = print_outcomes(f"import-corpus {summary['name']}: outcomes over all records read",
                              summary["outcomes"])
-    for e in summary["errors"][:20]:
-        console.print(f"[yellow]damaged[/]: {e['file']} {e.get('where', '')}: {e['message']}")
-    if len(summary["errors"]) > 20:
-        console.print(f"... {len(summary['errors']) - 20} more in the manifests")
+    print_damaged_records(console, summary["errors"])
     d = summary["dedup"]
     console.print(f"corpus after dedup over all sources: [bold]{summary['documents']:,}[/] "
                   f"documents ({d['exact_duplicates']:,} exact and {d['near_duplicates']:,} "
                   f"near duplicates removed) → {summary['documents_dir']}")
     console.print("by source: " + ", ".join(
         f"{k} {v:,}" for k, v in sorted(summary["documents_by_source"].items())))
-    for failed in summary["failed_inputs"]:
-        console.print(f"[red]not imported[/]: {failed['input']}: {failed['error']}")
+    return print_inputs(console, summary, unit="records")

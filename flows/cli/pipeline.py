@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_model_preset, add_root, add_sweep,
-                              positive_int, with_progress_bars)
+                              int_at_least, positive_int, vocab_size)
+
+SAMPLE_CRAWL = Path(__file__).resolve().parents[2] / "corpus" / "sample"
 
 NAME = "pipeline"
 HELP = "all five stages, each skipped when already done"
@@ -21,10 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_root(p)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="build-corpus inputs (default: the bundled sample crawl)")
-    p.add_argument("--vocab-size", type=int, default=50265, help="BPE vocabulary size")
+    p.add_argument("--vocab-size", type=vocab_size, default=50265, help="BPE vocabulary size")
     p.add_argument("--format", default="full-sentences", choices=FORMATS,
                    help="shard-corpus input format (default: %(default)s)")
-    p.add_argument("--block-size", type=positive_int, default=512, help="tokens per block")
+    p.add_argument("--block-size", type=int_at_least(2), default=512,
+                   help="tokens per block, <s> included")
     add_model_preset(p, None, "pretrain preset (default: base; with --init-from the "
                               "checkpoint's shape, which a preset given must match)")
     p.add_argument("--init-from", default=None, metavar="DIR",
@@ -48,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from corpus.inputs import resolve_inputs
     from flows.pipeline import check_init_from, pipeline
     from training.pretrain_config import PretrainConfig
 
@@ -55,12 +60,19 @@ def run(args: argparse.Namespace) -> int:
     config = PretrainConfig.for_run(args.root, model, steps=args.steps,
                                     batch_size=args.batch_size, init_from=args.init_from)
     check_init_from(args.root, config, args.block_size)     # before Prefect starts
-    out = with_progress_bars(
-        pipeline, inputs=args.inputs or None, root=args.root, vocab_size=args.vocab_size,
-        format=args.format, block_size=args.block_size, pretrain_config=config,
-        train_workers=args.train_workers, gpu=args.gpu, address=args.address,
-        tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
-        batch_sizes=args.batch_sizes, epochs=args.epochs)
+    inputs = args.inputs or [str(SAMPLE_CRAWL)]
+    sources = resolve_inputs(inputs)   # a missing input: exit 2 now, not after Prefect starts
+    input_ids = [s.input_id for s in sources]
+    try:
+        with watch_stages(args.root, input_ids, config):
+            out = pipeline(
+                inputs=inputs, root=args.root, vocab_size=args.vocab_size, format=args.format,
+                block_size=args.block_size, pretrain_config=config,
+                train_workers=args.train_workers, gpu=args.gpu, address=args.address,
+                tasks=args.tasks, data_dir=args.data_dir, seeds=args.seeds, lrs=args.lrs,
+                batch_sizes=args.batch_sizes, epochs=args.epochs)
+    finally:   # an input that gave nothing is named even when a later stage fails for it
+        inputs_code = print_build_corpus_inputs(args.root, input_ids)
     from rich.console import Console
 
     from evaluation.results import print_results
@@ -76,4 +88,44 @@ def run(args: argparse.Namespace) -> int:
     console.print("[bold]Where everything is[/]")
     for name, path in out["artifacts"].items():
         console.print(f"  {name:16s} {Path(path).resolve()}")
-    return EXIT_PARTIAL if out["failed_jobs"] else EXIT_OK
+    return EXIT_PARTIAL if out["failed_jobs"] else inputs_code
+
+
+def print_build_corpus_inputs(root: str, input_ids: list[str]) -> int:
+    """build-corpus's line per input, from the manifests it wrote; EXIT_PARTIAL when an input
+    gave no usable record."""
+    from rich.console import Console
+
+    from flows.cli.build_corpus import print_inputs
+    from flows.fan_out import total_counts
+    from runroot import layout
+
+    manifests = [json.loads(p.read_text()) for p in
+                 (Path(root) / layout.input_manifest(i) for i in input_ids) if p.is_file()]
+    if not manifests:
+        return EXIT_OK
+    return print_inputs(Console(), {**total_counts(manifests), "failed_inputs": []},
+                        unit="pages")
+
+
+def watch_stages(root: str, input_ids: list[str], config):
+    """The progress of all five stages on one board: build-corpus's inputs (and the records
+    of each being read), a row per stage from its start, pretrain's updates with loss,
+    tokens/s and ETA (its metrics.jsonl), finished finetuning jobs, and whatever a stage
+    reports through StageProgress (train-tokenizer, shard-corpus, ...)."""
+    from flows.progress import JobsPoller, MetricsPoller, StagesPoller, watch_inputs
+    from runroot import layout
+
+    steps = config.steps or config.optim_config().total_steps
+    done = {stage: Path(root) / marker for stage, marker in layout.DONE.items()}
+    trained = config.run_dir / layout.LOSS_PLOT      # written when a pretrain run ends
+    stages = StagesPoller([
+        (("stage", "train-tokenizer"), "train-tokenizer", done["build-corpus"],
+         done["train-tokenizer"]),
+        (("stage", "shard-corpus"), "shard-corpus", done["train-tokenizer"],
+         done["shard-corpus"]),
+        ("pretrain", "pretrain", done["shard-corpus"], trained),
+        ("jobs", "finetune-eval jobs", trained, None)])
+    return watch_inputs("build-corpus inputs", root, input_ids, "pages", stages,
+                        MetricsPoller(config.run_dir / layout.METRICS, steps),
+                        JobsPoller(root))

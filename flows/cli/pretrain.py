@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
 from pathlib import Path
 
-from flows.cli.common import (EXIT_OK, RunFailed, add_model_preset, add_root, key_value,
-                              one_line, positive_int)
+from flows.cli.common import (EXIT_OK, RunFailed, add_model_preset, add_root, one_line,
+                              positive_int)
 from runroot import layout
 
 NAME = "pretrain"
@@ -55,10 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0)
     a("--masking", choices=("dynamic", "static"), default="dynamic",
       help="dynamic masks (RoBERTa) or the shards' static masks (BERT)")
-    a("--model-set", action="append", type=key_value, default=[], metavar="KEY=VALUE",
-      help="override a ModelConfig field (repeatable)")
-    a("--optim-set", action="append", type=key_value, default=[], metavar="KEY=VALUE",
-      help="override an OptimConfig field (repeatable)")
+    a("--model-set", action="append", type=config_override("ModelConfig"), default=[],
+      metavar="KEY=VALUE", help="override a ModelConfig field, e.g. num_layers=4 (repeatable)")
+    a("--optim-set", action="append", type=config_override("OptimConfig"), default=[],
+      metavar="KEY=VALUE", help="override an OptimConfig field, e.g. peak_lr=5e-4 or "
+                                "betas=0.9,0.98 (repeatable)")
     a("--max-failures", type=int, default=2, metavar="N",
       help="worker-group restarts from the last checkpoint (default: %(default)s)")
     a("--compile", default="auto", choices=("auto", "off", "default", "cudagraphs"),
@@ -67,6 +69,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "(default: %(default)s)")
     a("--no-ray", dest="use_ray", action="store_false",
       help="run the loop in this process (a bare GPU box, debugging)")
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _parse_as(kind, text: str):
+    """`text` as a value of the field type `kind` (int, float, bool, str, tuple[float, ...],
+    X | None); ValueError saying what was expected."""
+    args = typing.get_args(kind)
+    if type(None) in args:                                  # X | None
+        if text.lower() in ("none", "null"):
+            return None
+        return _parse_as(next(a for a in args if a is not type(None)), text)
+    if kind is bool:
+        if text.lower() not in _TRUE + _FALSE:
+            raise ValueError("expected true or false")
+        return text.lower() in _TRUE
+    if typing.get_origin(kind) is tuple:                    # betas=0.9,0.98 or [0.9, 0.98]
+        return tuple(_parse_as(args[0], x.strip()) for x in text.strip("[]() ").split(","))
+    if kind in (int, float, str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
+    raise ValueError(f"cannot be set from the command line ({kind})")
+
+
+def config_override(class_name: str):
+    """An argparse type: KEY=VALUE for a field of training.config's `class_name`, the value
+    parsed with the field's type. Ranges (layers >= 1, learning rates > 0, ...) are the
+    config's own checks, run with the preset before anything starts (`pretrain_config`)."""
+    def parse(text: str) -> tuple[str, object]:
+        from training import config
+
+        cls = getattr(config, class_name)
+        if "=" not in text:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        key, value = (part.strip() for part in text.split("=", 1))
+        hints = typing.get_type_hints(cls)
+        if key not in config.field_names(cls):
+            raise argparse.ArgumentTypeError(
+                f"unknown {class_name} field {key!r}; fields are {sorted(config.field_names(cls))}")
+        try:
+            return key, _parse_as(hints[key], value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{key}={value!r}: {exc}") from None
+    return parse
 
 
 def last_step(path: Path) -> int:
@@ -88,20 +137,27 @@ def last_step(path: Path) -> int:
 
 
 def pretrain_config(args: argparse.Namespace):
-    """The run's whole `PretrainConfig`, from every argument that shapes it."""
+    """The run's whole `PretrainConfig`, from every argument that shapes it. The presets with
+    their overrides are checked first (ValueError naming the field: exit 2), before the shards
+    are read; `resolve` checks them again against the shards."""
+    from training.config import ModelConfig
     from training.pretrain_config import PretrainConfig
 
-    return PretrainConfig.for_run(
+    config = PretrainConfig.for_run(
         args.root, args.config, run=args.run, steps=args.steps, batch_size=args.batch_size,
         micro_batch_size=args.micro_batch_size, checkpoint_every=args.checkpoint_every,
         valid_every=args.valid_every, keep_last=args.keep_last, seed=args.seed,
         masking=args.masking, model_overrides=dict(args.model_set),
         optim_overrides=dict(args.optim_set), compile=args.compile, init_from=args.init_from)
+    if config.model is not None:   # with --init-from alone the shape is the checkpoint's
+        ModelConfig.named(config.model, **config.model_overrides)
+    config.optim_config()
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
     from flows.pretrain import check_inputs, pretrain
-    from flows.progress import watch_files
+    from flows.progress import MetricsPoller, ProgressBoard
     from training.pretrain_config import PretrainConfigError
     from training.run_checkpoints import RunExistsError
 
@@ -110,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     total = check_inputs(config, args.workers, args.use_ray, args.resume).steps
     metrics_path = config.run_dir / layout.METRICS
     try:
-        with watch_files("optimizer updates", lambda: last_step(metrics_path), total=total):
+        with ProgressBoard(MetricsPoller(metrics_path, total, "optimizer updates")):
             out = pretrain(config=config, workers=args.workers, gpu=args.gpu,
                            address=args.address, resume=args.resume,
                            max_failures=args.max_failures, use_ray=args.use_ray)
@@ -124,17 +180,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(run: str, run_dir: Path, out: dict) -> None:
+    """The run's summary in 80 columns: long values (paths) wrap instead of being cut."""
     from rich.console import Console
     from rich.table import Table
 
     from training.metrics_log import read_metrics, summary_rows
 
     table = Table(title=f"pretrain {run}")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("value", justify="right", overflow="fold")
     summary = dict(out["summary"], metrics=read_metrics(run_dir))
     for row in summary_rows(summary):
         table.add_row(row["quantity"], row["value"])
     console = Console()
     console.print(table)
-    console.print(f"loss curve: {out['loss_png']}")
+    console.print(f"loss curve: {out['loss_png']}", soft_wrap=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli.common import EXIT_OK, add_mix, add_root, with_progress_bars
+from flows.cli.common import (EXIT_OK, add_mix, add_root, int_at_least, positive_int,
+                              with_progress_bars)
 
 NAME = "shard-corpus"
 HELP = "documents → packed token blocks"
@@ -17,15 +18,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_root(p)
     p.add_argument("--format", default="full-sentences", choices=FORMATS,
                    help="the paper's input format, Section 4.2 (default: %(default)s)")
-    p.add_argument("--block-size", type=int, default=512,
+    p.add_argument("--block-size", type=int_at_least(2), default=512,
                    help="tokens per block, <s> included (default: %(default)s)")
     p.add_argument("--valid-fraction", type=float, default=0.01,
                    help="share of documents held out for validation (default: %(default)s)")
-    p.add_argument("--static-masks", type=int, default=0, metavar="K",
+    p.add_argument("--static-masks", type=int_at_least(0), default=0, metavar="K",
                    help="store K fixed masks per block, as the original BERT (default: 0, "
                         "dynamic masking at training time)")
     p.add_argument("--seed", type=int, default=0, help="seed for NSP negatives and static masks")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="encoding processes (default: one per CPU core)")
     add_mix(p)
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from flows.cli.common import EXIT_OK, add_mix, add_root, with_progress_bars
+from flows.cli.common import (EXIT_OK, add_mix, add_root, int_at_least, vocab_size,
+                              with_progress_bars)
 
 NAME = "train-tokenizer"
 HELP = "corpus → 50K byte-level BPE"
@@ -13,11 +14,11 @@ DESCRIPTION = ("Train RoBERTa's byte-level BPE on RUN_DIR/corpus/documents and w
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_root(p)
-    p.add_argument("--vocab-size", type=int, default=50265,
+    p.add_argument("--vocab-size", type=vocab_size, default=50265,
                    help="vocabulary size, special tokens included (default: %(default)s)")
     p.add_argument("--sample-fraction", type=float, default=1.0,
                    help="train on this deterministic fraction of documents (default: all)")
-    p.add_argument("--min-frequency", type=int, default=2,
+    p.add_argument("--min-frequency", type=int_at_least(0), default=2,
                    help="minimum pair frequency for a merge (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the document sample")
     p.add_argument("--existing", metavar="DIR", default=None,
