@@ -10,6 +10,10 @@ wd 0.1 (the grid is {1e-5,2e-5,3e-5} x {16,32}); SQuAD 1.5e-5, 48, 2 epochs, wd 
 
 Deterministic given `seed`: head initialisation, dropout and the per-epoch shuffle all derive
 from it (the shuffle from numpy's generator keyed on (seed, epoch)).
+
+The best epoch's dev predictions are written to `predictions_dir` when one is given
+(evaluation/predictions.py). A stop request (evaluation/stopping.py) ends a job between
+updates with `JobStopped`, which is raised, not turned into a result: a stopped job is not one.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ import torch
 
 from evaluation.encoding import load_tokenizer
 from evaluation.heads import load_encoder
+from evaluation.predictions import write_predictions
 from evaluation.readers import read_split, task_files
+from evaluation.stopping import JobStopped, check_stop
 from evaluation.task_data import adapter_for, forward_batch, labels_to
 from evaluation.tasks import SPAN, TaskSpec, get_task
 
@@ -91,12 +97,14 @@ class JobSettings:
 
 
 def _job_examples(spec: TaskSpec, data_dir, source: str, limit: int | None,
-                  examples: dict[str, list] | None) -> dict[str, list]:
-    """`examples`, else the task's splits read from `source`; the first `limit` of each split;
-    checked to be non-empty."""
+                  dev_limit: int | None, examples: dict[str, list] | None) -> dict[str, list]:
+    """`examples`, else the task's splits read from `source`; the first `limit` training
+    examples and the first `dev_limit` of each dev split (None: all); checked to be non-empty.
+    A limit on training data must not shrink the dev set silently: that changes what the
+    score means."""
     data = examples if examples is not None else load_examples(spec, data_dir, source)
-    if limit is not None:
-        data = {k: v[:limit] for k, v in data.items()}
+    data = {split: rows[:limit if split == "train" else dev_limit]
+            for split, rows in data.items()}
     _require_examples(spec, data, data_dir if examples is None and source == "local" else None)
     return data
 
@@ -131,13 +139,18 @@ class _FinetuneJob:
             self.optimizer, lambda step: linear_schedule(step, total, warmup))
         self.eval_batch_size = eval_batch_size or max(s.batch_size, 32)
         self.steps_done = 0
+        self.best_predictions: dict[str, dict] = {}    # split -> prediction files, best epoch
 
     def run(self) -> list[dict]:
-        """Train every epoch and score the dev splits after each: the per-epoch history."""
-        history = []
+        """Train every epoch and score the dev splits after each: the per-epoch history.
+        The predictions of the best epoch so far are kept (ties: the earliest, as `result`)."""
+        history, primary = [], self.spec.primary_metric
         for epoch in range(1, self.settings.epochs + 1):
             train_loss = self.train_epoch(epoch)
-            history.append(self.score(epoch, train_loss))
+            row, predictions = self.score(epoch, train_loss)
+            if not history or row[primary] > max(h[primary] for h in history):
+                self.best_predictions = predictions
+            history.append(row)
         return history
 
     def train_epoch(self, epoch: int) -> float:
@@ -152,6 +165,7 @@ class _FinetuneJob:
 
     def update(self, batch: list, epoch: int) -> float:
         """One optimizer update on `batch`: its loss."""
+        check_stop(f"{self.spec.name} update {self.steps_done + 1}/{self.total_steps}")
         inputs, labels = self.adapter.collate(batch)
         out = forward_batch(self.model, inputs, self.device)
         loss = self.model.loss(out, labels_to(labels, self.device))
@@ -170,20 +184,29 @@ class _FinetuneJob:
             self.progress("train", self.steps_done, self.total_steps)
         return loss_value
 
-    def score(self, epoch: int, train_loss: float) -> dict:
-        """The history row of `epoch`: its training loss, the LR reached, the dev metrics."""
+    def score(self, epoch: int, train_loss: float) -> tuple[dict, dict[str, dict]]:
+        """The history row of `epoch` (its training loss, the LR reached, the dev metrics) and
+        each dev split's prediction files."""
         self.model.eval()
         row = {"epoch": epoch, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0]}
+        predictions = {}
         for split in self.dev_splits:
-            row.update(self.adapter.evaluate(self.model, split, self.data[split], self.device,
-                                             self.eval_batch_size))
+            metrics, predictions[split] = self.adapter.evaluate(
+                self.model, split, self.data[split], self.device, self.eval_batch_size)
+            row.update(metrics)
             if self.progress:
                 self.progress(f"eval:{split}", epoch, self.settings.epochs)
         bad = {k: v for k, v in row.items() if not math.isfinite(v)}
         if bad:   # NaN compares false with everything: it would pick the best epoch at random
             raise FloatingPointError(
                 f"{self.spec.name}: non-finite dev scores at epoch {epoch}: {bad}")
-        return row
+        return row, predictions
+
+    def save_predictions(self, directory) -> dict:
+        """Write the best epoch's prediction files into `directory`: {"dir", "files"}."""
+        files = [name for split, split_files in self.best_predictions.items()
+                 for name in write_predictions(directory, split, split_files)]
+        return {"dir": str(directory), "files": files}
 
     def result(self, history: list[dict], time_s: float) -> dict:
         spec = self.spec
@@ -206,46 +229,58 @@ def finetune_and_evaluate(model_dir: str | os.PathLike, task: str | TaskSpec,
                           epochs: int | None = None, warmup_ratio: float = 0.06,
                           weight_decay: float | None = None, max_len: int | None = None,
                           device: str | torch.device = "cpu", progress: Progress | None = None,
-                          limit: int | None = None, *, source: str = "local",
-                          doc_stride: int = 128, max_query_len: int = 64,
-                          max_option_len: int = 128, pooler_dropout: float = 0.0,
-                          eval_batch_size: int | None = None,
-                          examples: dict[str, list] | None = None) -> dict:
+                          limit: int | None = None, *, dev_limit: int | None = None,
+                          source: str = "local", doc_stride: int = 128,
+                          max_query_len: int = 64, max_option_len: int = 128,
+                          pooler_dropout: float = 0.0, eval_batch_size: int | None = None,
+                          examples: dict[str, list] | None = None,
+                          predictions_dir: str | os.PathLike | None = None) -> dict:
     """Finetune the checkpoint in `model_dir` (HF layout: config.json + model.safetensors +
     tokenizer files) on `task` and return per-epoch dev metrics (percent).
 
     None means the task's Table 10 default (lr: the grid's first value; weight_decay 0.1 for
-    GLUE and RACE, 0.01 for SQuAD). `limit` keeps the first `limit` examples of each split
-    (smoke runs). `examples` bypasses the readers ({"train": [...], <dev split>: [...]}).
+    GLUE and RACE, 0.01 for SQuAD). `limit` keeps the first `limit` training examples (smoke
+    runs); dev splits are scored whole unless `dev_limit` is given. `examples` bypasses the
+    readers ({"train": [...], <dev split>: [...]}). `predictions_dir`: where the best epoch's
+    dev predictions are written.
 
-    Returns a dict: task, hyperparameters, n_train, n_dev, per-epoch `history` (epoch,
-    train_loss, lr, metrics...), `best_epoch` (by the task's primary metric), `best` (all
-    metrics at that epoch), `primary_metric`, `time_s`, `device`, `error` (None here; see
-    `run_job` for the error-catching wrapper)."""
+    Returns a dict: task, hyperparameters, n_train, n_dev (per dev split), limit, dev_limit,
+    per-epoch `history` (epoch, train_loss, lr, metrics...), `best_epoch` (by the task's
+    primary metric), `best` (all metrics at that epoch), `primary_metric`, `predictions`
+    ({"dir", "files"}, with `predictions_dir`), `time_s`, `device`, `error` (None here; see
+    `run_job` for the error-catching wrapper). Raises `JobStopped` on a stop request."""
     t0 = time.perf_counter()
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     settings = JobSettings.for_task(spec, lr, batch_size, seed, epochs, warmup_ratio,
                                     weight_decay, max_len)
     device = torch.device(device)
-    data = _job_examples(spec, data_dir, source, limit, examples)
+    data = _job_examples(spec, data_dir, source, limit, dev_limit, examples)
     job = _FinetuneJob(spec, model_dir, data, settings, device, progress, eval_batch_size,
                        adapter_options=dict(doc_stride=doc_stride, max_query_len=max_query_len,
                                             max_option_len=max_option_len,
                                             pooler_dropout=pooler_dropout))
     history = job.run()
-    return job.result(history, time.perf_counter() - t0)
+    out = job.result(history, time.perf_counter() - t0)
+    out.update(limit=limit, dev_limit=dev_limit)
+    if predictions_dir is not None:
+        out["predictions"] = job.save_predictions(predictions_dir)
+    return out
 
 
 def run_job(model_dir, task, data_dir, **kwargs) -> dict:
     """`finetune_and_evaluate`, but a failure becomes a result with `error` set (type, message
-    and traceback) instead of an exception, so one bad job never stops a fan-out."""
+    and traceback) instead of an exception, so one bad job never stops a fan-out. A stop
+    request is not a failure: `JobStopped` is raised."""
     t0 = time.perf_counter()
     try:
         return finetune_and_evaluate(model_dir, task, data_dir, **kwargs)
+    except JobStopped:
+        raise
     except Exception as e:  # noqa: BLE001 -- reported in the result, by design
         name = task.name if isinstance(task, TaskSpec) else str(task)
         keep = {f.name: kwargs.get(f.name) for f in fields(JobSettings)}
-        return {"task": name, "model_dir": str(model_dir), **keep, "history": [],
+        return {"task": name, "model_dir": str(model_dir), **keep, "limit": kwargs.get("limit"),
+                "dev_limit": kwargs.get("dev_limit"), "history": [],
                 "best_epoch": None, "best": {}, "time_s": time.perf_counter() - t0,
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 

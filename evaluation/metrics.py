@@ -13,7 +13,7 @@ import string
 
 import numpy as np
 
-from evaluation.tasks import TaskSpec, get_task
+from evaluation.tasks import MNLI_SPLIT_METRICS, TaskSpec, get_task
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,8 +152,7 @@ def task_metrics(task: str | TaskSpec, preds, labels, split: str = "dev",
     if spec.name in ("mrpc", "qqp"):
         return {"accuracy": 100 * accuracy(preds, labels), "f1": 100 * f1_binary(preds, labels)}
     if spec.name == "mnli":
-        key = {"matched": "accuracy_m", "mismatched": "accuracy_mm"}[split]
-        return {key: 100 * accuracy(preds, labels)}
+        return {MNLI_SPLIT_METRICS[split]: 100 * accuracy(preds, labels)}
     out = {"accuracy": 100 * accuracy(preds, labels)}
     if spec.name == "race" and levels is not None:
         lv = np.asarray(levels)

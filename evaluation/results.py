@@ -12,7 +12,13 @@ rename is the store's, and concurrent appenders are the caller's to avoid.
 
 Columns (`SCHEMA`): recorded_at, model, checkpoint, checkpoint_step, task, metric, value,
 n_seeds, seeds, per_seed (JSON), lr, batch_size, hyperparameters (JSON), time_s, error,
-paper_base, paper_large, reference_split. Values are percent, like the paper's tables.
+paper_base, paper_large, reference_split, and what the value was measured on: data (the task
+data directory), data_fingerprint (of its files' content), standin (generated stand-in tasks,
+not comparable with the paper), n_train (training examples used), n_dev (dev examples
+scored), train_limit, dev_limit, predictions (JSON: seed -> its predictions folder). Values are
+percent, like the paper's tables. Paths are resolved and absolute, so the same evaluation run
+from anywhere, with any spelling of a path, is the same row. A table written before a column
+existed reads with that column empty.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ import io
 import json
 import os
 import re
+from collections import defaultdict
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -38,6 +46,9 @@ SCHEMA = pa.schema([
     ("hyperparameters", pa.string()), ("time_s", pa.float64()), ("error", pa.string()),
     ("paper_base", pa.float64()), ("paper_large", pa.float64()),
     ("reference_split", pa.string()),
+    ("data", pa.string()), ("data_fingerprint", pa.string()), ("standin", pa.bool_()),
+    ("n_train", pa.int64()), ("n_dev", pa.int64()), ("train_limit", pa.int64()),
+    ("dev_limit", pa.int64()), ("predictions", pa.string()),
 ])
 
 
@@ -58,11 +69,12 @@ def _lock(fs, directory: str):
 
 
 def paths(root) -> dict[str, str]:
-    """The results folder ("dir") and the table's files by extension, inside the root's
-    filesystem."""
+    """The results folder ("dir"), the table's files by extension and the trend plot
+    ("trend"), inside the root's filesystem."""
     _, base = storage.resolve(root)
     stem = storage.join(base, layout.RESULTS_TABLE).removesuffix(".parquet")
     return {"dir": storage.join(base, layout.RESULTS),
+            "trend": storage.join(base, layout.TREND_PLOT),
             **{ext: f"{stem}.{ext}" for ext in ("parquet", "csv", "md", "png")}}
 
 
@@ -72,25 +84,51 @@ def checkpoint_step(checkpoint: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def normalised(path) -> str | None:
+    """`path` resolved and absolute (symlinks, `..` and the working directory taken out), so
+    a checkpoint or a data directory has one spelling in the table."""
+    return None if path is None else str(Path(path).resolve())
+
+
+def _int_or_none(v) -> int | None:
+    return None if v is None else int(v)
+
+
+def _provenance(r: dict) -> dict:
+    """What the row was measured on (aggregate.PROVENANCE), in the table's types."""
+    return {"data": normalised(r.get("data")), "data_fingerprint": r.get("data_fingerprint"),
+            "standin": bool(r.get("standin")), "n_train": _int_or_none(r.get("n_train")),
+            "n_dev": _int_or_none(r.get("n_dev")),
+            "train_limit": _int_or_none(r.get("train_limit")),
+            "dev_limit": _int_or_none(r.get("dev_limit")), "predictions": r.get("predictions")}
+
+
 def _row(r: dict, model, checkpoint, step, now) -> dict:
-    ck = checkpoint if checkpoint is not None else r.get("model_dir")
+    ck = normalised(checkpoint if checkpoint is not None else r.get("model_dir"))
     per_seed = r.get("per_seed") or {}
+    hp = r.get("hyperparameters")
     return {
-        "recorded_at": now, "model": model or (os.path.basename(str(ck).rstrip("/")) if ck else None),
-        "checkpoint": None if ck is None else str(ck),
-        "checkpoint_step": step if step is not None else checkpoint_step(None if ck is None else str(ck)),
+        "recorded_at": now, "model": model or (os.path.basename(ck) if ck else None),
+        "checkpoint": ck, "checkpoint_step": step if step is not None else checkpoint_step(ck),
         "task": r["task"], "metric": r["metric"],
         "value": None if r.get("value") is None else float(r["value"]),
         "n_seeds": int(r.get("n_seeds") or 0),
         "seeds": ",".join(str(s) for s in r.get("seeds") or []),
         "per_seed": json.dumps({str(k): v for k, v in per_seed.items()}),
         "lr": r.get("lr"), "batch_size": r.get("batch_size"),
-        "hyperparameters": r.get("hyperparameters") if isinstance(r.get("hyperparameters"), str)
-        else json.dumps(r.get("hyperparameters") or {}, sort_keys=True),
+        "hyperparameters": hp if isinstance(hp, str) else json.dumps(hp or {}, sort_keys=True),
         "time_s": float(r.get("time_s") or 0.0), "error": r.get("error"),
         "paper_base": r.get("paper_base"), "paper_large": r.get("paper_large"),
-        "reference_split": r.get("reference_split"),
+        "reference_split": r.get("reference_split"), **_provenance(r),
     }
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """`table` with `SCHEMA`'s columns in its order: a column added since the table was
+    written reads as nulls."""
+    columns = [table.column(f.name) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(columns, schema=SCHEMA.remove_metadata()).cast(SCHEMA)
 
 
 def read_results(root) -> pa.Table:
@@ -100,7 +138,7 @@ def read_results(root) -> pa.Table:
     if not storage.exists(fs, p):
         return SCHEMA.empty_table()
     with fs.open_input_file(p) as f:
-        return pq.read_table(f).cast(SCHEMA)
+        return _conform(pq.read_table(f))
 
 
 # Columns that differ between two records of the same result (a rerun on cached jobs).
@@ -127,7 +165,7 @@ def without_repeats(old: pa.Table, new: pa.Table) -> pa.Table:
 
 def append_results(root, rows: list[dict], model: str | None = None,
                    checkpoint: str | None = None, step: int | None = None) -> pa.Table:
-    """Append `rows` (from `aggregate`) for one model/checkpoint; regenerate csv, md and png.
+    """Append `rows` (from `aggregate`) for one model/checkpoint; regenerate the reports.
     `checkpoint` defaults to each row's model_dir, `model` to its folder name, `step` to the
     N of a `step-N` folder. Successful rows already in the table are not appended again
     (`without_repeats`). Returns the whole table."""
@@ -145,7 +183,10 @@ def append_results(root, rows: list[dict], model: str | None = None,
 
 
 def write_reports(root, table: pa.Table | None = None) -> None:
-    """Regenerate results.csv, results.md and results.png from the parquet table."""
+    """Regenerate results.csv, results.md, results.png and trend.png from the table."""
+    from evaluation.results_view import plot_png, to_markdown
+    from evaluation.trend import plot_trend
+
     fs, _ = storage.resolve(root)
     p = paths(root)
     table = read_results(root) if table is None else table
@@ -154,122 +195,30 @@ def write_reports(root, table: pa.Table | None = None) -> None:
     storage.write_bytes_atomic(fs, p["csv"], buf.getvalue())
     storage.write_text_atomic(fs, p["md"], to_markdown(table))
     storage.write_bytes_atomic(fs, p["png"], plot_png(table))
-
-
-def _fmt(v, digits=1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-DISPLAY_COLUMNS = ("model", "checkpoint_step", "task", "metric", "value", "paper_base",
-                   "paper_large", "n_seeds", "lr", "batch_size", "time_s", "error")
-
-
-def _display_rows(table: pa.Table) -> list[list[str]]:
-    out = []
-    for r in table.to_pylist():
-        cells = []
-        for c in DISPLAY_COLUMNS:
-            v = r[c]
-            if c == "lr" and v is not None:
-                cells.append(f"{v:g}")
-            elif c == "time_s" and v is not None:
-                cells.append(f"{v:.0f}s")
-            elif c == "error" and v:
-                cells.append(v.splitlines()[0])   # whole: it names the file and the cause
-            else:
-                cells.append(_fmt(v))
-        out.append(cells)
-    return out
-
-
-def to_markdown(table: pa.Table) -> str:
-    head = "| " + " | ".join(DISPLAY_COLUMNS) + " |"
-    sep = "|" + "---|" * len(DISPLAY_COLUMNS)
-    body = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
-            for row in _display_rows(table)]
-    note = ("\nValues in percent. paper_base / paper_large: RoBERTa paper dev numbers "
-            "(Tables 5, 6, 8; RACE: Table 7, test split); – = not reported.\n")
-    return "# Finetuning results\n\n" + "\n".join([head, sep, *body]) + "\n" + note
-
-
-def render_table(root_or_table, title: str = "Finetuning results"):
-    """A `rich.table.Table` of the results, for the terminal (`roberta results`)."""
-    from rich.table import Table
-
-    table = root_or_table if isinstance(root_or_table, pa.Table) else read_results(root_or_table)
-    t = Table(title=title)
-    for c in DISPLAY_COLUMNS:
-        t.add_column(c, justify="right" if c in ("value", "paper_base", "paper_large",
-                                                  "checkpoint_step", "n_seeds") else "left",
-                     overflow="fold" if c == "error" else "ellipsis")
-    for cells, r in zip(_display_rows(table), table.to_pylist()):
-        t.add_row(*cells, style="red" if r["error"] else None)
-    return t
+    storage.write_bytes_atomic(fs, p["trend"], plot_trend(table))
 
 
 def print_results(root, console=None) -> None:
-    """Print the table on `console` (default: stdout). Not on a terminal (a log, CI, a pipe),
-    the default console is as wide as the table, so nothing is cut or wrapped."""
-    from rich.console import Console
+    """Print the table on `console` (default: stdout), fitted to its width: on a narrow
+    terminal the least needed columns are left out, and a line says which and where the
+    whole table is. Not on a terminal (a log, CI, a pipe), the default console is as wide as
+    the table, so nothing is left out, cut or wrapped."""
+    from evaluation.results_view import print_tables
 
-    table = render_table(root)
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            natural = Console(width=100_000).measure(table).maximum
-            console = Console(width=max(80, natural))
-    console.print(table)
+    print_tables(read_results(root), paths(root)["md"], console)
 
 
-def latest_values(table: pa.Table) -> list[dict]:
-    """The newest successful row per (task, metric), in table order."""
-    latest: dict[tuple, dict] = {}
-    for r in table.to_pylist():
-        if r["value"] is not None and not r["error"]:
-            latest[(r["task"], r["metric"])] = r
-    return list(latest.values())
+def evaluated_checkpoints(root, data: dict[str, str]) -> set[str]:
+    """The checkpoints that have a result for every task of `data` ({task: fingerprint of
+    its data files}) on exactly that data: results on other data (a stand-in, an older copy)
+    do not count, and neither do failed jobs."""
+    tasks_done: dict[str, set[str]] = defaultdict(set)
+    for r in read_results(root).to_pylist():
+        if (r["checkpoint"] and r["value"] is not None and not r["error"]
+                and data.get(r["task"]) == r["data_fingerprint"]):
+            tasks_done[r["checkpoint"]].add(r["task"])
+    return {ck for ck, tasks in tasks_done.items() if set(data) <= tasks}
 
 
-def plot_png(table: pa.Table) -> bytes:
-    """Grouped bars: our newest value per (task, metric) vs the paper's BASE and LARGE."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = latest_values(table)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.0))
-    if rows:
-        x = np.arange(len(rows))
-        w = 0.27
-        series = (("ours", [r["value"] for r in rows]),
-                  ("paper RoBERTa-base", [r["paper_base"] for r in rows]),
-                  ("paper RoBERTa-large", [r["paper_large"] for r in rows]))
-        for k, (label, vals) in enumerate(series):
-            ax.bar(x + (k - 1) * w, [np.nan if v is None else v for v in vals], w, label=label)
-        ax.set_xticks(x, [f"{r['task']}\n{r['metric']}" for r in rows], fontsize=8)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3,
-                  frameon=False)  # below the axes: bars reach the top
-    else:
-        ax.text(0.5, 0.5, "no results yet", ha="center", va="center")
-    ax.set_ylabel("dev score (%)")
-    ax.set_title("Finetuning: ours vs the RoBERTa paper")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def evaluated_checkpoints(root) -> set[str]:
-    """Checkpoints that already have rows (the nightly mode skips them)."""
-    return {c for c in read_results(root).column("checkpoint").to_pylist() if c}
-
-
-__all__ = ["SCHEMA", "append_results", "read_results", "write_reports", "render_table",
-           "print_results", "to_markdown", "plot_png", "latest_values", "evaluated_checkpoints",
-           "checkpoint_step", "paths"]
+__all__ = ["SCHEMA", "append_results", "read_results", "write_reports", "print_results",
+           "evaluated_checkpoints", "checkpoint_step", "normalised", "paths"]

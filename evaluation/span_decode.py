@@ -30,21 +30,26 @@ def best_span(start: np.ndarray, end: np.ndarray, first: int, last: int,
     return best
 
 
+def answerable_probs(examples, windows, answerable_prob) -> dict[str, float]:
+    """{question id: probability that it has an answer}: the largest over the example's
+    windows (0 for an example without a window)."""
+    best = [0.0] * len(examples)
+    for w, p in zip(windows, answerable_prob):
+        best[w.example_index] = max(best[w.example_index], float(p))
+    return {ex.id: best[i] for i, ex in enumerate(examples)}
+
+
 def decode_predictions(examples, windows, start_logits, end_logits, answerable_prob=None,
                        null_threshold: float = 0.5, n_best: int = 20,
                        max_answer_tokens: int = 30) -> dict[str, str]:
     """{question id: answer text}. `start_logits`/`end_logits`: one 1-D array per window
     (its real tokens); `answerable_prob`: one float per window, or None for SQuAD 1.1."""
     best: dict[int, tuple[float, str]] = {}
-    p_answerable: dict[int, float] = {}
     for w_i, w in enumerate(windows):
         first = w.context_start
         last = w.context_start + len(w.offsets) - 1
         found = best_span(np.asarray(start_logits[w_i]), np.asarray(end_logits[w_i]), first, last,
                           n_best, max_answer_tokens)
-        if answerable_prob is not None:
-            p_answerable[w.example_index] = max(p_answerable.get(w.example_index, 0.0),
-                                                float(answerable_prob[w_i]))
         if found is None:
             continue
         score, s, e = found
@@ -52,13 +57,15 @@ def decode_predictions(examples, windows, start_logits, end_logits, answerable_p
             ctx = examples[w.example_index].context
             a, b = w.offsets[s - first][0], w.offsets[e - first][1]
             best[w.example_index] = (score, ctx[a:b].strip())
+    p_answerable = (answerable_probs(examples, windows, answerable_prob)
+                    if answerable_prob is not None else None)
     preds = {}
     for i, ex in enumerate(examples):
         text = best[i][1] if i in best else ""
-        if answerable_prob is not None and p_answerable.get(i, 0.0) < null_threshold:
+        if p_answerable is not None and p_answerable[ex.id] < null_threshold:
             text = ""
         preds[ex.id] = text
     return preds
 
 
-__all__ = ["best_span", "decode_predictions"]
+__all__ = ["best_span", "decode_predictions", "answerable_probs"]

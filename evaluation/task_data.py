@@ -5,7 +5,8 @@ Each adapter has
     features(examples) -> list of feature items (one per training row)
     collate(items)     -> (inputs: dict of tensors, labels)   dynamic padding to the batch max
     build_model(encoder)
-    evaluate(model, split, examples, device, batch_size) -> metrics in percent
+    evaluate(model, split, examples, device, batch_size) -> (metrics in percent, the split's
+                       prediction files: evaluation/predictions.py)
 
 `forward_batch` runs the model on one collated batch, for training and dev scoring alike.
 """
@@ -16,7 +17,9 @@ import torch
 from evaluation.encoding import PAD, encode_choices, encode_squad, encode_texts
 from evaluation.heads import MultipleChoiceModel, SequenceModel, SpanModel
 from evaluation.metrics import squad_scores, task_metrics
-from evaluation.span_decode import decode_predictions
+from evaluation.predictions import labelled_records, squad_files
+from evaluation.span_decode import answerable_probs, decode_predictions
+from evaluation.stopping import check_stop
 from evaluation.tasks import CHOICE, REGRESSION, SPAN, TaskSpec
 from training.step import autocast_for, batch_to_device
 
@@ -39,8 +42,10 @@ def forward_batch(model, inputs: dict, device):
 
 
 def _outputs_in_batches(adapter, model, items: list, device, batch_size: int):
-    """(batch, model output) for each run of `batch_size` consecutive `items`, in order."""
+    """(batch, model output) for each run of `batch_size` consecutive `items`, in order; a
+    stop request ends it between batches (a large dev set takes minutes on a CPU)."""
     for i in range(0, len(items), batch_size):
+        check_stop("dev scoring")
         batch = items[i:i + batch_size]
         inputs, _ = adapter.collate(batch)
         yield batch, forward_batch(model, inputs, device)
@@ -77,7 +82,8 @@ class TextClassificationData:
 
     def evaluate(self, model, split, examples, device, batch_size):
         preds = self.predict(model, self.features(examples), device, batch_size)
-        return task_metrics(self.spec, preds, [e.label for e in examples], split=split)
+        metrics = task_metrics(self.spec, preds, [e.label for e in examples], split=split)
+        return metrics, labelled_records(self.spec, examples, preds)
 
 
 class MultipleChoiceData:
@@ -108,8 +114,10 @@ class MultipleChoiceData:
         items = self.features(examples)
         preds = [scores.float().argmax(-1).cpu()
                  for _, scores in _outputs_in_batches(self, model, items, device, batch_size)]
-        return task_metrics(self.spec, torch.cat(preds).numpy(), [e.label for e in examples],
-                            split=split, levels=[e.level for e in examples])
+        preds = torch.cat(preds).numpy()
+        metrics = task_metrics(self.spec, preds, [e.label for e in examples], split=split,
+                               levels=[e.level for e in examples])
+        return metrics, labelled_records(self.spec, examples, preds)
 
 
 class SpanData:
@@ -139,7 +147,9 @@ class SpanData:
         return SpanModel(encoder, self.answerability, self.pooler_dropout)
 
     @torch.no_grad()
-    def predict(self, model, examples, device, batch_size) -> dict[str, str]:
+    def predict(self, model, examples, device, batch_size
+                ) -> tuple[dict[str, str], dict[str, float] | None]:
+        """({question id: answer}, {question id: P(answerable)} for SQuAD 2.0, else None)."""
         windows = self.windows(examples)
         starts, ends, probs = [], [], []
         for batch, out in _outputs_in_batches(self, model, windows, device, batch_size):
@@ -149,12 +159,15 @@ class SpanData:
                 ends.append(e[j, : len(w.input_ids)])
             if out["answerable"] is not None:
                 probs.extend(torch.softmax(out["answerable"].float(), -1)[:, 1].cpu().tolist())
-        return decode_predictions(examples, windows, starts, ends,
-                                  probs if self.answerability else None)
+        probs = probs if self.answerability else None
+        answers = decode_predictions(examples, windows, starts, ends, probs)
+        return answers, None if probs is None else answerable_probs(examples, windows, probs)
 
     def evaluate(self, model, split, examples, device, batch_size):
-        scores = squad_scores(examples, self.predict(model, examples, device, batch_size))
-        return {k: v for k, v in scores.items() if k != "total" and not k.endswith("_total")}
+        answers, answerable = self.predict(model, examples, device, batch_size)
+        scores = squad_scores(examples, answers)
+        metrics = {k: v for k, v in scores.items() if k != "total" and not k.endswith("_total")}
+        return metrics, squad_files(answers, answerable)
 
 
 def adapter_for(spec: TaskSpec, tok, max_len: int, **options):

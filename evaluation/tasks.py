@@ -44,6 +44,14 @@ SQUAD_HP = Hyperparameters(lrs=(1.5e-5,), batch_sizes=(48,), weight_decay=0.01, 
 RACE_HP = Hyperparameters(lrs=(1e-5,), batch_sizes=(16,), weight_decay=0.1, epochs=4)
 
 
+# MNLI's two dev sets, and the metric each one gives.
+MNLI_SPLIT_METRICS = {"matched": "accuracy_m", "mismatched": "accuracy_mm"}
+
+# SQuAD 2.0's official script also scores the answerable (HasAns) and unanswerable (NoAns)
+# questions apart: a model that never answers gets NoAns 100 and HasAns 0.
+SQUAD2_SPLIT_METRICS = ("HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
+
+
 @dataclass(frozen=True)
 class Reference:
     base: float | None
@@ -77,6 +85,12 @@ class TaskSpec:
 
     def reference(self, metric: str) -> Reference:
         return self.references.get(metric, Reference(None, None))
+
+    def split_of(self, metric: str) -> str:
+        """The dev split `metric` is scored on (MNLI has two; every other task one)."""
+        by_metric = {m: split for split, m in MNLI_SPLIT_METRICS.items()}
+        split = by_metric.get(metric)
+        return split if split in self.dev_files else next(iter(self.dev_files))
 
 
 def _ref(base, large):
@@ -118,7 +132,8 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
              references={"exact": _ref(None, 88.9), "f1": _ref(None, 94.6)},
              hp=SQUAD_HP, hub=("squad",), squad_version=1),
     TaskSpec("squad2", "SQuAD 2.0", SPAN, "squad", "SQuAD", "train-v2.0.json",
-             {"dev": "dev-v2.0.json"}, metrics=("exact", "f1"), primary_metric="f1",
+             {"dev": "dev-v2.0.json"}, metrics=("exact", "f1", *SQUAD2_SPLIT_METRICS),
+             primary_metric="f1",
              references={"exact": _ref(None, 86.5), "f1": _ref(None, 89.4)},
              hp=SQUAD_HP, hub=("squad_v2",), squad_version=2),
     TaskSpec("race", "RACE", CHOICE, "race", "RACE", "train", {"dev": "dev"},
@@ -169,4 +184,5 @@ def hyperparameter_grid(task: str | TaskSpec, lrs=None, batch_sizes=None, seeds=
 
 __all__ = ["TaskSpec", "Hyperparameters", "Reference", "TASKS", "GLUE_TASKS", "get_task",
            "parse_tasks", "hyperparameter_grid", "SINGLE", "PAIR", "REGRESSION", "SPAN",
-           "CHOICE", "GLUE_HP", "SQUAD_HP", "RACE_HP"]
+           "CHOICE", "GLUE_HP", "SQUAD_HP", "RACE_HP", "MNLI_SPLIT_METRICS",
+           "SQUAD2_SPLIT_METRICS"]

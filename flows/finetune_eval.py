@@ -1,12 +1,20 @@
 """The `finetune-eval` flow: one Prefect task per (task, lr, batch, seed), then the results table.
 
 Finished jobs are cached (evaluation/job_cache.py), so a rerun does not repeat them; failed
-jobs are rows with their error in the results table until a rerun retries them.
+jobs are rows with their error in the results table until a rerun retries them. Each job
+keeps its best epoch's dev predictions; each row says what it was measured on (data
+directory, fingerprint of the task files, stand-in or not, examples used and scored).
 
 Arguments and inputs are checked before any job runs (`check_inputs`): an unknown task, a
 missing data directory or data file, a missing checkpoint is an `InputError` (the CLI's exit
 2) and writes no row. `data_dir="synthetic"` evaluates on the pipeline's generated stand-in
 tasks (SST-2 and SQuAD 1.1 formats) under `<root>/eval-data`.
+
+`nightly=True` evaluates the newest checkpoint without results on the configured data
+(flows/nightly.py): the run ends Completed with "nothing to evaluate" when there is none, and
+Failed, naming the setting to change, when a checkpoint waits but the data is not configured
+or not there. A stop request (SIGINT/SIGTERM, a cancelled run) stops the running jobs at their
+next update; finished jobs stay cached.
 """
 from __future__ import annotations
 
@@ -16,10 +24,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
+from prefect.states import Completed, Failed, State
 
-from evaluation.job_cache import data_fingerprint, job_key, job_path, read_cached, store
+from evaluation.job_cache import (data_fingerprint, job_key, job_path, predictions_dir,
+                                  read_cached, store)
 from flows.artifacts import publish_png
-from flows.progress import FlowProgress
+from flows.nightly import NightlyConfigError, fresh_checkpoint, read_settings, unusable
+from flows.progress import StageProgress, report_to_cli
 from flows.runtime import make_task_runner
 from runroot import layout
 from training.run_checkpoints import (checkpoint_dirs, checkpoint_fingerprint, model_name,
@@ -27,6 +38,8 @@ from training.run_checkpoints import (checkpoint_dirs, checkpoint_fingerprint, m
 
 SYNTHETIC_DATA = "synthetic"        # as `roberta pipeline --data-dir synthetic`
 SYNTHETIC_TASKS = "sst2,squad1"     # the tasks the pipeline's synthetic data has
+JOBS_STAGE = "finetuning jobs"      # the progress of this run's jobs (CLI bar and artifact)
+JOB_STAGE_PREFIX = "job "           # the progress of one job's updates and dev scorings
 
 
 class InputError(ValueError):
@@ -47,12 +60,12 @@ def default_tasks(data_dir: str | os.PathLike) -> str:
     return SYNTHETIC_TASKS if str(data_dir) == SYNTHETIC_DATA else "mrpc"
 
 
-def _check_sweep(lrs, batch_sizes, epochs, limit, workers) -> None:
+def _check_sweep(lrs, batch_sizes, epochs, limit, workers, dev_limit=None) -> None:
     bad = []
     if lrs is not None and any(not (lr > 0 and lr < float("inf")) for lr in lrs):
         bad.append(f"--lrs must be positive numbers, got {','.join(map(str, lrs))}")
     for name, values in (("--batch-sizes", batch_sizes), ("--epochs", epochs),
-                         ("--limit", limit), ("--workers", workers)):
+                         ("--limit", limit), ("--dev-limit", dev_limit), ("--workers", workers)):
         values = [values] if isinstance(values, int) else values
         if values is not None and any(v < 1 for v in values):
             bad.append(f"{name} must be at least 1, got {','.join(map(str, values))}")
@@ -68,10 +81,34 @@ def missing_task_files(specs, data_dir: Path) -> list[tuple[str, Path]]:
             for path in task_files(spec, data_dir).values() if not path.exists()]
 
 
-def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike, tasks: str | None = None,
-                 checkpoint: str | None = None, nightly: bool = False, lrs=None,
-                 batch_sizes=None, epochs: int | None = None, limit: int | None = None,
-                 workers: int | None = None) -> tuple[Path, list, Path | None]:
+def _check_data(root, data_dir, specs) -> Path:
+    """The task data directory (generated for `synthetic`), every file of `specs` there."""
+    synthetic = str(data_dir) == SYNTHETIC_DATA
+    if data_dir is None:
+        raise InputError("no task data given: pass --data-dir DIR (or --data-dir "
+                         f"{SYNTHETIC_DATA} for generated stand-ins)")
+    if not synthetic and not Path(data_dir).is_dir():
+        raise InputError(
+            f"--data-dir {data_dir}: no such directory. Pass the directory holding the task "
+            "data (GLUE TSV dirs such as MRPC/train.tsv, SQuAD/*.json, RACE/), or "
+            f"--data-dir {SYNTHETIC_DATA} for generated SST-2 and SQuAD 1.1 stand-ins")
+    data = resolve_data_dir(root, data_dir)
+    missing = missing_task_files(specs, data)
+    if missing:
+        listed = ", ".join(f"{p.relative_to(data)} ({t})" for t, p in missing)
+        hint = (f"--data-dir {SYNTHETIC_DATA} generates only {SYNTHETIC_TASKS}: pick those "
+                "--tasks, or pass a real --data-dir" if synthetic else
+                "Put the task's files there in the layout they ship in (GLUE TSV dirs, "
+                "SQuAD/train-v2.0.json, RACE/{train,dev}/), or leave the task out of --tasks")
+        raise InputError(f"task data missing under {data}: {listed}. {hint}")
+    return data
+
+
+def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike | None,
+                 tasks: str | None = None, checkpoint: str | None = None, nightly: bool = False,
+                 lrs=None, batch_sizes=None, epochs: int | None = None, limit: int | None = None,
+                 workers: int | None = None, dev_limit: int | None = None
+                 ) -> tuple[Path, list, Path | None]:
     """Check every argument and input of a run before anything slow starts, in the order a
     user fixes them: tasks, sweep, checkpoint, data. Returns (data dir, task specs,
     checkpoint dir; None in nightly mode, which picks it later). Raises `InputError`
@@ -90,128 +127,207 @@ def check_inputs(root: str | os.PathLike, data_dir: str | os.PathLike, tasks: st
         raise InputError(f"--tasks: {exc.args[0]} (or glue / all)") from None
     if not specs:
         raise InputError(f"--tasks {tasks!r} names no task")
-    _check_sweep(lrs, batch_sizes, epochs, limit, workers)
+    _check_sweep(lrs, batch_sizes, epochs, limit, workers, dev_limit)
     model_dir = None
     if not nightly:
         model_dir = Path(checkpoint) if checkpoint else newest_checkpoint(root)
         checkpoint_fingerprint(model_dir)
-    synthetic = str(data_dir) == SYNTHETIC_DATA
-    if not synthetic and not Path(data_dir).is_dir():
-        raise InputError(
-            f"--data-dir {data_dir}: no such directory. Pass the directory holding the task "
-            "data (GLUE TSV dirs such as MRPC/train.tsv, SQuAD/*.json, RACE/), or "
-            f"--data-dir {SYNTHETIC_DATA} for generated SST-2 and SQuAD 1.1 stand-ins")
-    data = resolve_data_dir(root, data_dir)
-    missing = missing_task_files(specs, data)
-    if missing:
-        listed = ", ".join(f"{p.relative_to(data)} ({t})" for t, p in missing)
-        hint = (f"--data-dir {SYNTHETIC_DATA} generates only {SYNTHETIC_TASKS}: pick those "
-                "--tasks, or pass a real --data-dir" if synthetic else
-                "Put the task's files there in the layout they ship in (GLUE TSV dirs, "
-                "SQuAD/train-v2.0.json, RACE/{train,dev}/), or leave the task out of --tasks")
-        raise InputError(f"task data missing under {data}: {listed}. {hint}")
-    return data, specs, model_dir
+    return _check_data(root, data_dir, specs), specs, model_dir
+
+
+def data_provenance(data: Path, specs) -> dict[str, dict]:
+    """Per task: the data directory (resolved), the fingerprint of its task files, and
+    whether they are generated stand-ins. Every row and job of the task carries these."""
+    from evaluation.synthetic import is_standin
+
+    return {s.name: {"data": str(Path(data).resolve()),
+                     "data_fingerprint": data_fingerprint(s.name, data),
+                     "standin": is_standin(s.name, data)} for s in specs}
+
+
+def job_label(job: dict) -> str:
+    return f"{job['task']} lr={job['lr']:g} bs={job['batch_size']} seed={job['seed']}"
+
+
+class JobSteps:
+    """One job's progress on the CLI: its updates and dev scorings as one count (the
+    libraries' progress(stage, done, total): "train" per update, "eval:<split>" per scoring)."""
+
+    def __init__(self, job: dict, scorings: int):
+        self.stage = JOB_STAGE_PREFIX + job_label(job)
+        self.updates, self.total_updates = 0, 0
+        self.scorings, self.total_scorings = 0, scorings
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage == "train":
+            self.updates, self.total_updates = done, total or 0
+        else:
+            self.scorings += 1
+        report_to_cli(self.stage, self.updates + self.scorings,
+                      self.total_updates + self.total_scorings)
 
 
 @task(name="finetune", task_run_name="{job[task]}-lr{job[lr]}-bs{job[batch_size]}-seed{job[seed]}")
-def finetune_job(job: dict, model_dir: str, data_dir: str, root: str, device: str) -> dict:
+def finetune_job(job: dict, model_dir: str, data_dir: str, root: str, device: str,
+                 provenance: dict) -> dict:
+    """One job's result (from the cache when it was run before), with its data's provenance."""
     from evaluation.finetune import run_job
+    from evaluation.tasks import get_task
 
-    key = job_key(checkpoint_fingerprint(model_dir), data_fingerprint(job["task"], data_dir), job)
-    done = job_path(root, job["task"], key)
-    cached = read_cached(done, warn=get_run_logger().warning)
-    if cached is not None:
-        return cached
-    result = run_job(model_dir, job["task"], data_dir, device=device,
-                     **{k: v for k, v in job.items() if k != "task"})
-    if not result.get("error"):
-        store(done, result)
-    return result
+    key = job_key(checkpoint_fingerprint(model_dir), provenance["data_fingerprint"], job)
+    done, predictions = job_path(root, job["task"], key), predictions_dir(root, job["task"], key)
+    result = read_cached(done, warn=get_run_logger().warning, predictions=predictions)
+    if result is None:
+        epochs = job.get("epochs") or get_task(job["task"]).hp.epochs
+        progress = JobSteps(job, epochs * len(get_task(job["task"]).dev_files))
+        result = run_job(model_dir, job["task"], data_dir, device=device, progress=progress,
+                         predictions_dir=predictions,
+                         **{k: v for k, v in job.items() if k != "task"})
+        if not result.get("error"):
+            store(done, result)
+    return dict(result, model_dir=model_dir, **provenance)
 
 
 @flow(name="finetune-eval-jobs")
 def run_jobs(jobs: list[dict], model_dir: str, data_dir: str, root: str, device: str,
-             gpus_per_job: float) -> list[dict]:
-    progress = FlowProgress(len(jobs), "finetuning jobs finished")
+             gpus_per_job: float, provenance: dict[str, dict]) -> list[dict]:
+    from evaluation.stopping import STOP
+
+    STOP.clear()
+    progress = StageProgress()
+    progress(JOBS_STAGE, 0, len(jobs))
+    submit = dict(model_dir=unmapped(model_dir), data_dir=unmapped(data_dir),
+                  root=unmapped(root), device=unmapped(device),
+                  provenance=[provenance[j["task"]] for j in jobs])
     if gpus_per_job:
         from prefect_ray.context import remote_options
 
         with remote_options(num_gpus=gpus_per_job):
-            futures = finetune_job.map(jobs, unmapped(model_dir), unmapped(data_dir),
-                                       unmapped(root), unmapped(device))
+            futures = finetune_job.map(jobs, **submit)
     else:
-        futures = finetune_job.map(jobs, unmapped(model_dir), unmapped(data_dir),
-                                   unmapped(root), unmapped(device))
+        futures = finetune_job.map(jobs, **submit)
     results = []
-    for future in as_completed(futures):
-        results.append(future.result())  # run_job never raises: failures are results
-        progress.advance()
+    try:
+        for future in as_completed(futures):
+            results.append(future.result())  # run_job never raises: failures are results
+            progress(JOBS_STAGE, len(results), len(jobs))
+    except BaseException:
+        # SIGTERM (Prefect's TerminationSignal) or SIGINT lands here, on the main thread;
+        # the engine then waits for the job threads, which stop at their next update.
+        STOP.set()
+        raise
     return results
 
 
 @flow(name="finetune-eval")
-def finetune_eval(root: str = layout.DEFAULT_ROOT, data_dir: str = "data/glue",
+def finetune_eval(root: str = layout.DEFAULT_ROOT, data_dir: str | None = None,
                   tasks: str | None = None, checkpoint: str | None = None, nightly: bool = False,
                   seeds: list[int] | None = None, lrs: list[float] | None = None,
                   batch_sizes: list[int] | None = None, epochs: int | None = None,
-                  limit: int | None = None, device: str | None = None,
-                  runner: str = "threads", workers: int | None = 1,
-                  ray_address: str | None = None) -> dict:
+                  limit: int | None = None, dev_limit: int | None = None,
+                  device: str | None = None, runner: str = "threads", workers: int | None = 1,
+                  ray_address: str | None = None) -> State:
     """Finetune and evaluate a checkpoint on GLUE, SQuAD and RACE tasks, as the paper did.
 
     Args:
         root: the run root; results go to `<root>/results/`.
         data_dir: where the task data lives (GLUE TSV dirs, SQuAD/, RACE/), or `synthetic`
-            for the pipeline's generated stand-ins under `<root>/eval-data`.
+            for the pipeline's generated stand-ins under `<root>/eval-data`. Nightly runs
+            read it (and the tasks) from the Prefect Variable `roberta_nightly_eval` when
+            it is not given.
         tasks: comma-separated task names, or `glue` / `all` (default: `mrpc`, or
             `sst2,squad1` with synthetic data).
         checkpoint: a pretrain checkpoint or any HF RoBERTa directory (default: the newest
             pretrain checkpoint under the run root).
-        nightly: evaluate the newest checkpoint that has no results yet; do nothing if none.
+        nightly: evaluate the newest checkpoint that has no results on this data yet.
         seeds, lrs, batch_sizes, epochs: override the paper's Table 10 sweep.
         limit: use at most this many training examples per task (smoke runs).
+        dev_limit: score at most this many examples of each dev set (default: all).
         device: cpu or cuda (default: cuda when available).
         runner: `threads` (local: jobs share the machine) or `ray` (one GPU per job).
         workers: concurrent jobs for the local runner.
         ray_address: Ray cluster address for `runner="ray"`.
     """
+    sweep = dict(seeds=seeds, lrs=lrs, batch_sizes=batch_sizes, epochs=epochs, limit=limit,
+                 dev_limit=dev_limit)
+    how = dict(device=device, runner=runner, workers=workers, ray_address=ray_address)
+    if nightly:
+        return nightly_run(root, data_dir, tasks, sweep, how)
+    data, specs, model_dir = check_inputs(root, data_dir, tasks, checkpoint, False, lrs,
+                                          batch_sizes, epochs, limit, workers, dev_limit)
+    out = evaluate(root, model_dir, data, specs, sweep, how)
+    return Completed(message=out["summary"], data=out)
+
+
+def nightly_run(root: str, data_dir: str | None, tasks: str | None, sweep: dict,
+                how: dict) -> State:
+    """The nightly mode: Completed with "nothing to evaluate" when no checkpoint waits,
+    Failed naming the setting to change when one waits but the data is not usable."""
+    from evaluation.results import evaluated_checkpoints
+
+    logger = get_run_logger()
+    checkpoints = checkpoint_dirs(root)
+    if not checkpoints:
+        return _nothing(root, f"nothing to evaluate: no pretrain checkpoint under {root} yet")
+    try:
+        data_dir, tasks, where = read_settings(data_dir, tasks)
+        try:
+            data, specs, _ = check_inputs(root, data_dir, tasks, nightly=True, **_checked(sweep),
+                                          workers=how["workers"])
+        except InputError as e:
+            raise unusable(str(e), where, data_dir, tasks) from None
+    except NightlyConfigError as e:
+        logger.error("%s", e)
+        return Failed(message=str(e), data=e)
+    provenance = data_provenance(data, specs)
+    evaluated = evaluated_checkpoints(root, {t: p["data_fingerprint"]
+                                             for t, p in provenance.items()})
+    model_dir = fresh_checkpoint(checkpoints, evaluated)
+    if model_dir is None:
+        return _nothing(root, f"nothing to evaluate: every checkpoint under {root} has "
+                              f"results on {data} for {', '.join(provenance)}")
+    checkpoint_fingerprint(model_dir)  # fail now, naming the directory, not in every job
+    out = evaluate(root, model_dir, data, specs, sweep, how, provenance)
+    return Completed(message=out["summary"], data=out)
+
+
+def _checked(sweep: dict) -> dict:
+    return {k: sweep[k] for k in ("lrs", "batch_sizes", "epochs", "limit", "dev_limit")}
+
+
+def _nothing(root: str, message: str) -> State:
+    get_run_logger().info("%s", message)
+    publish_trend(root)
+    return Completed(message=message, data={"evaluated": None, "rows": [], "summary": message})
+
+
+def evaluate(root: str, model_dir: Path, data: Path, specs, sweep: dict, how: dict,
+             provenance: dict | None = None) -> dict:
+    """Run every job of `specs` on `model_dir`, append the rows, publish the artifacts."""
     from evaluation.aggregate import aggregate
     from evaluation.tasks import hyperparameter_grid
 
-    logger = get_run_logger()
-    data, specs, model_dir = check_inputs(root, data_dir, tasks, checkpoint, nightly, lrs,
-                                          batch_sizes, epochs, limit, workers)
-    if nightly:
-        model_dir = nightly_checkpoint(root)
-        if model_dir is None:
-            logger.info("nightly: every checkpoint under %s already has results", root)
-            return {"evaluated": None, "rows": []}
-    jobs = [dict(job, **({"epochs": epochs} if epochs else {}), limit=limit)
-            for spec in specs for job in hyperparameter_grid(spec, lrs, batch_sizes, seeds)]
-    device = device or _default_device()
-    logger.info("finetune-eval: %d jobs over %s on %s", len(jobs), [s.name for s in specs],
-                model_dir)
-    gpus = 1 if (runner == "ray" and device == "cuda") else 0
-    task_runner = make_task_runner(runner, workers, ray_address)
+    model_dir = Path(model_dir).resolve()       # one spelling per checkpoint in the table
+    provenance = provenance or data_provenance(data, specs)
+    jobs = [dict(job, **({"epochs": sweep["epochs"]} if sweep["epochs"] else {}),
+                 limit=sweep["limit"], dev_limit=sweep["dev_limit"])
+            for spec in specs for job in hyperparameter_grid(
+                spec, sweep["lrs"], sweep["batch_sizes"], sweep["seeds"])]
+    device = how["device"] or _default_device()
+    get_run_logger().info("finetune-eval: %d jobs over %s on %s", len(jobs),
+                          [s.name for s in specs], model_dir)
+    gpus = 1 if (how["runner"] == "ray" and device == "cuda") else 0
+    task_runner = make_task_runner(how["runner"], how["workers"], how["ray_address"])
     results = run_jobs.with_options(task_runner=task_runner)(
-        jobs, str(model_dir), str(data), root, device, gpus)
+        jobs, str(model_dir), str(data), str(Path(root).resolve()), device, gpus, provenance)
     rows = aggregate(results)
-    return {"evaluated": str(model_dir), "rows": rows,
-            "failed_jobs": sum(1 for r in results if r.get("error")),
-            "appended": publish_results(root, rows, model_dir),
-            "synthetic_tasks": str(data_dir) == SYNTHETIC_DATA, "data_dir": str(data)}
-
-
-def nightly_checkpoint(root: str) -> Path | None:
-    """The newest checkpoint under `root` without results, or None."""
-    from evaluation.results import evaluated_checkpoints
-
-    seen = evaluated_checkpoints(root)
-    fresh = [d for d in checkpoint_dirs(root) if str(d) not in seen]
-    if not fresh:
-        return None
-    checkpoint_fingerprint(fresh[-1])  # fail now, naming the directory, not in every job
-    return fresh[-1]
+    failed = sum(1 for r in results if r.get("error"))
+    appended = publish_results(root, rows, model_dir)
+    summary = (f"evaluated {model_dir} on {data}: {len(jobs)} jobs ({failed} failed), "
+               f"{appended} new rows in {Path(root) / layout.RESULTS_TABLE}")
+    return {"evaluated": str(model_dir), "rows": rows, "failed_jobs": failed,
+            "appended": appended, "summary": summary, "data_dir": str(data),
+            "synthetic_tasks": any(p["standin"] for p in provenance.values())}
 
 
 def _default_device() -> str:
@@ -220,20 +336,41 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+ARTIFACT_COLUMNS = ("task", "metric", "value", "paper_base", "paper_large", "n_seeds", "lr",
+                    "batch_size", "n_train", "n_dev", "train_limit", "dev_limit", "standin",
+                    "data", "error")
+
+
 def publish_results(root: str, rows: list[dict], model_dir: Path) -> int:
     """Append `rows` to the results table, publish it as artifacts; returns how many rows
     were new (cached jobs give rows the table already has)."""
-    from evaluation.results import append_results, paths, read_results, to_markdown
+    from evaluation.results import append_results, paths, read_results
+    from evaluation.results_view import to_markdown
 
     before = read_results(root).num_rows
     table = append_results(root, rows, model=model_name(Path(model_dir)),
                            checkpoint=str(model_dir))
     create_table_artifact(key="finetune-eval-results", table=[
-        {k: r.get(k) for k in ("task", "metric", "value", "n_seeds", "lr", "batch_size",
-                               "paper_base", "paper_large", "error")} for r in rows],
+        {k: r.get(k) for k in ARTIFACT_COLUMNS} for r in rows],
         description=f"{model_dir}: median over seeds of the best dev epoch")
     create_markdown_artifact(key="finetune-eval-report", markdown=(
         to_markdown(table) + f"\n\nChart: `{paths(root)['png']}`"))
     publish_png(Path(paths(root)["png"]), key="finetune-eval-chart",
                 description="ours vs the paper's RoBERTa-base and -large")
+    publish_trend(root, table)
     return table.num_rows - before
+
+
+def publish_trend(root: str, table=None) -> None:
+    """The score against pretraining step, per task, as a table and an image artifact."""
+    from evaluation.results import paths, read_results
+    from evaluation.trend import trend_rows
+
+    table = read_results(root) if table is None else table
+    rows = trend_rows(table)
+    if not rows:
+        return
+    create_table_artifact(key="finetune-eval-trend-table", table=rows,
+                          description="each task's primary metric against pretraining step")
+    publish_png(Path(paths(root)["trend"]), key="finetune-eval-trend",
+                description=f"score against pretraining step: {paths(root)['trend']}")

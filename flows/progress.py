@@ -370,3 +370,22 @@ class StageProgress:
             self._context.copy().run(self._update_artifact, stage, 100.0 * done / total)
         if _cli_listener is not None:
             _cli_listener(stage, done, total)
+
+
+@contextmanager
+def cli_listener(listener: Callable[[str, int, int | None], None]) -> Iterator[None]:
+    """While active, progress reported in this process (`StageProgress`, `report_to_cli`)
+    goes to `listener(stage, done, total)`: a command's own display (finetune-eval's)."""
+    global _cli_listener
+    _cli_listener = listener
+    try:
+        yield
+    finally:
+        _cli_listener = None
+
+
+def report_to_cli(stage: str, done: int, total: int | None) -> None:
+    """Progress only a CLI shows, too fine-grained for a Prefect artifact (each update of a
+    finetuning job); nothing when no CLI listens."""
+    if _cli_listener is not None:
+        _cli_listener(stage, done, total)

@@ -15,6 +15,7 @@ stage is done. Nothing else in the project spells these paths.
     <root>/pretrain/<run>/metrics.jsonl          one line per optimizer update, + loss.png
     <root>/results/results.parquet               the results table (+ .csv, .md, .png)
     <root>/results/jobs/<task>/<key>.json        finished finetuning jobs (the job cache)
+    <root>/results/predictions/<task>/<key>/     each finished job's dev predictions
     <root>/results/ablations/                    the ablation tables
     <root>/eval-data/                            generated stand-in task data
     <root>/ablations/_data/<data-id>/            one shard set per ablation data setting
@@ -56,6 +57,8 @@ WORKERS_LOG = "workers.jsonl"        # inside a run directory: each Ray Train wo
 RESULTS = "results"
 RESULTS_TABLE = "results/results.parquet"
 JOBS = "results/jobs"
+PREDICTIONS = "results/predictions"
+TREND_PLOT = "results/trend.png"
 ABLATION_TABLES = "results/ablations"
 EVAL_DATA = "eval-data"
 

@@ -3,7 +3,11 @@ RACE's per-passage JSON), with the column layouts of the released files."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 # (header or None, rows) per task; rows are the real files' columns.
 _PAIRS = [("A man is playing a guitar.", "A person plays an instrument."),
@@ -133,3 +137,36 @@ def write_race_fixture(data_dir, splits=("train", "dev", "test"), per_level: int
             for i in range(per_level):
                 (d / f"{i + 1}.txt").write_text(json.dumps(race_doc(i + 1, level)))
     return base
+
+
+def real_glue_dir() -> Path:
+    """The real GLUE RTE and SST-2 files (shared/data/glue beside the checkout, or
+    $ROBERTA_REAL_GLUE); read-only there: copy them before writing anything next to them."""
+    here = Path(__file__).resolve().parent.parent
+    candidates = ([Path(os.environ["ROBERTA_REAL_GLUE"])] if os.environ.get("ROBERTA_REAL_GLUE")
+                  else [p / "shared" / "data" / "glue" for p in here.parents])
+    for candidate in candidates:
+        if (candidate / "RTE" / "dev.tsv").is_file():
+            return candidate
+    pytest.skip("the real GLUE files (shared/data/glue) are not beside this checkout")
+
+
+def copy_real_glue(dest, tasks=("RTE",)) -> Path:
+    """The real task folders copied into `dest` (a test's temporary folder)."""
+    for name in tasks:
+        shutil.copytree(real_glue_dir() / name, Path(dest) / name)
+    return Path(dest)
+
+
+def pretrain_style_checkpoint(root, run: str, step: int, **model_overrides):
+    """A tiny model exported where `pretrain` puts checkpoints, with the completion manifest
+    that `pretrain` writes last (finetune-eval only picks up complete checkpoints)."""
+    from evaluation.synthetic import make_tiny_checkpoint
+    from training.run_checkpoints import FORMAT_VERSION, MANIFEST, step_dir_name
+
+    d = make_tiny_checkpoint(Path(root) / "pretrain" / run / "checkpoints" / step_dir_name(step),
+                             **model_overrides)
+    files = sorted(p.name for p in d.iterdir())
+    (d / MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "step": step,
+                                          "world_size": 1, "files": files + [MANIFEST]}))
+    return d

@@ -151,3 +151,43 @@ def test_a_non_finite_dev_score_is_an_error(checkpoint, tmp_path):
     r = run_job(checkpoint, "stsb", None, lr=1e-4, batch_size=2, epochs=1, examples=data)
     assert r["error"].startswith("FloatingPointError: stsb: non-finite dev scores at epoch 1")
     assert "'pearson': nan" in r["error"] and r["best"] == {}
+
+
+def test_limit_cuts_training_examples_only_and_dev_limit_is_recorded(checkpoint, synthetic):
+    r = finetune_and_evaluate(checkpoint, "sst2", synthetic, lr=1e-3, batch_size=8, epochs=1,
+                              limit=40)
+    assert (r["n_train"], r["n_dev"], r["limit"], r["dev_limit"]) == (40, {"dev": 100}, 40, None)
+    r = finetune_and_evaluate(checkpoint, "sst2", synthetic, lr=1e-3, batch_size=8, epochs=1,
+                              limit=40, dev_limit=30)
+    assert (r["n_train"], r["n_dev"], r["dev_limit"]) == (40, {"dev": 30}, 30)
+
+
+def test_the_best_epochs_predictions_are_saved(checkpoint, synthetic, tmp_path):
+    r = finetune_and_evaluate(checkpoint, "sst2", synthetic, lr=1e-3, batch_size=8, epochs=3,
+                              seed=2, limit=120, predictions_dir=tmp_path / "pred")
+    assert r["predictions"] == {"dir": str(tmp_path / "pred"), "files": ["dev-predictions.jsonl"]}
+    lines = (tmp_path / "pred" / "dev-predictions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 100 and records[0]["id"] == "dev.tsv:2"
+    assert {r_["label"] for r_ in records} <= {"0", "1"}
+    correct = sum(x["prediction"] == x["label"] for x in records)
+    assert 100.0 * correct / len(records) == r["best"]["accuracy"]   # the best epoch's, not the last's
+
+
+def test_a_stop_request_ends_a_job_between_updates(checkpoint, synthetic, tmp_path):
+    from evaluation.stopping import STOP, JobStopped
+
+    steps = []
+
+    def stop_after_three(stage, done, total):
+        steps.append(done)
+        if done == 3:
+            STOP.set()             # as the CLI's signal handler does, from another thread
+
+    try:
+        with pytest.raises(JobStopped, match="stopped on request during sst2 update 4/"):
+            run_job(checkpoint, "sst2", synthetic, lr=1e-3, batch_size=8, epochs=2, limit=80,
+                    progress=stop_after_three, predictions_dir=tmp_path / "pred")
+    finally:
+        STOP.clear()
+    assert steps == [1, 2, 3] and not (tmp_path / "pred").exists()    # nothing written

@@ -7,8 +7,8 @@ import pytest
 from evaluation.readers import (DataFormatError, read_glue_tsv, read_race_dir, read_split,
                                 read_squad_json, read_task, task_files)
 from evaluation.tasks import GLUE_TASKS, TASKS, get_task
-from tests.fixtures_eval import (GLUE_DIRS, squad_doc, write_all_glue, write_race_fixture,
-                                 write_squad_fixture)
+from tests.fixtures_eval import (GLUE_DIRS, real_glue_dir, squad_doc, write_all_glue,
+                                 write_race_fixture, write_squad_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +189,22 @@ def test_squad_empty_answer_text(tmp_path):
     doc["data"][0]["paragraphs"][0]["qas"][1]["answers"][1] = {"text": "", "answer_start": 0}
     e = _squad_error(tmp_path, doc)
     assert e.field == "data[0].paragraphs[0].qas[1].answers[1].text" and "empty answer" in str(e)
+
+
+@pytest.mark.parametrize("task, n_train, n_dev, dev_counts", [
+    ("rte", 2490, 277, {"entailment": 146, "not_entailment": 131}),
+    ("sst2", 67349, 872, {"1": 444, "0": 428}),
+])
+def test_real_glue_files_read_whole(task, n_train, n_dev, dev_counts):
+    """The released RTE and SST-2 files (shared/data/README.md gives their rows): every row
+    read, none dropped, labels as in the files."""
+    data = real_glue_dir()
+    splits = read_task(task, data)
+    assert (len(splits["train"]), len(splits["dev"])) == (n_train, n_dev)
+    spec = get_task(task)
+    counts = {label: sum(spec.labels[e.label] == label for e in splits["dev"])
+              for label in spec.labels}
+    assert counts == dev_counts
+    lines = (data / spec.directory / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    text_col = 1 if task == "rte" else 0
+    assert [e.text_a for e in splits["dev"]] == [ln.split("\t")[text_col] for ln in lines]

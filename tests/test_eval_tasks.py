@@ -11,7 +11,12 @@ def test_all_tasks_present_with_types_and_metrics():
                                           "mismatched": "dev_mismatched.tsv"}
     assert get_task("cola").metrics == ("mcc",) and get_task("stsb").metrics == ("pearson", "spearman")
     assert get_task("mrpc").metrics == get_task("qqp").metrics == ("accuracy", "f1")
-    assert get_task("squad2").metrics == ("exact", "f1")
+    assert get_task("squad2").metrics == ("exact", "f1", "HasAns_exact", "HasAns_f1",
+                                          "NoAns_exact", "NoAns_f1")
+    assert get_task("squad1").metrics == ("exact", "f1")
+    assert get_task("mnli").split_of("accuracy_mm") == "mismatched"
+    assert get_task("mnli").split_of("accuracy_m") == "matched"
+    assert get_task("race").split_of("accuracy_high") == get_task("rte").split_of("accuracy") == "dev"
     assert get_task("race").metrics == ("accuracy", "accuracy_middle", "accuracy_high")
     assert get_task("stsb").num_labels == 1 and get_task("mnli").num_labels == 3
     for spec in TASKS.values():

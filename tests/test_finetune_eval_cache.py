@@ -20,3 +20,20 @@ def test_data_fingerprint_follows_every_data_file(tmp_path):
     job = {"task": "stsb", "lr": 1e-5, "batch_size": 16, "seed": 1}
     assert job_key("ck", stsb, job) != job_key("ck", data_fingerprint("stsb", tmp_path), job)
     assert data_fingerprint("qnli", tmp_path)      # missing files: the job reports them
+
+
+def test_the_fingerprint_is_of_the_content_not_the_place(tmp_path):
+    """The same files copied elsewhere, or touched, are the same data; one changed byte is not."""
+    import os
+    import shutil
+
+    a = tmp_path / "a"
+    write_glue_fixture(a, "rte")
+    shutil.copytree(a, tmp_path / "b")                 # new mtimes, another directory
+    assert data_fingerprint("rte", tmp_path / "b") == data_fingerprint("rte", a)
+    assert data_fingerprint("rte", tmp_path / "a" / ".." / "a") == data_fingerprint("rte", a)
+    os.utime(a / "RTE" / "dev.tsv", (1, 1))
+    assert data_fingerprint("rte", a) == data_fingerprint("rte", tmp_path / "b")
+    dev = tmp_path / "b" / "RTE" / "dev.tsv"
+    dev.write_bytes(dev.read_bytes().replace(b"entailment", b"Entailment", 1))
+    assert data_fingerprint("rte", tmp_path / "b") != data_fingerprint("rte", a)

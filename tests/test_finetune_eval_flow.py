@@ -1,6 +1,7 @@
 """finetune-eval as a user runs it: the CLI, Prefect ephemeral, a fan-out of real finetuning
 jobs on CPU, the appended results table, job caching and the nightly mode."""
 import json
+import os
 import subprocess
 import sys
 
@@ -8,26 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_sst2
+from tests.conftest import REPO
+from tests.fixtures_eval import pretrain_style_checkpoint
 
 pytestmark = pytest.mark.slow
 
 
-def pretrain_style_checkpoint(root, run: str, step: int):
-    """A tiny model exported where `pretrain` puts checkpoints, with the completion manifest
-    that `pretrain` writes last (finetune-eval only picks up complete checkpoints)."""
-    from training.run_checkpoints import FORMAT_VERSION, MANIFEST, step_dir_name
-
-    d = make_tiny_checkpoint(root / "pretrain" / run / "checkpoints" / step_dir_name(step))
-    files = sorted(p.name for p in d.iterdir())
-    (d / MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "step": step,
-                                          "world_size": 1, "files": files + [MANIFEST]}))
-    return d
-
-
-def roberta(*args: str) -> subprocess.CompletedProcess:
+def roberta(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if cwd is not None:     # the checkout stays importable from another working directory
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True,
-                          text=True, timeout=600, env={**__import__("os").environ,
-                                                       "OMP_NUM_THREADS": "1"})
+                          text=True, timeout=600, env=env, cwd=cwd)
 
 
 def test_fan_out_results_cache_and_nightly(tmp_path):
@@ -47,7 +40,9 @@ def test_fan_out_results_cache_and_nightly(tmp_path):
     table = pq.read_table(root / "results" / "results.parquet").to_pylist()
     sst2 = [r for r in table if r["task"] == "sst2" and r["metric"] == "accuracy"]
     assert len(sst2) == 1 and sst2[0]["n_seeds"] == 2 and sst2[0]["value"] >= 80  # chance ~50
-    assert sst2[0]["checkpoint"] == str(checkpoint) and sst2[0]["checkpoint_step"] == 20
+    assert sst2[0]["checkpoint"] == str(checkpoint.resolve()) and sst2[0]["checkpoint_step"] == 20
+    assert sst2[0]["standin"] and sst2[0]["data"] == str(data.resolve())
+    assert (sst2[0]["n_train"], sst2[0]["n_dev"]) == (300, 100)
     assert sst2[0]["model"] == "demo"
     mrpc = [r for r in table if r["task"] == "mrpc"]
     assert mrpc and all(r["value"] is None and "train.tsv" in r["error"] for r in mrpc)
@@ -141,11 +136,18 @@ def test_synthetic_data_dir_and_a_rerun_on_cached_jobs(tmp_path):
     table = pq.read_table(root / "results" / "results.parquet").to_pylist()
     assert sorted((r["task"], r["metric"]) for r in table) == [
         ("squad1", "exact"), ("squad1", "f1"), ("sst2", "accuracy")]
-    assert all(r["checkpoint"] == str(checkpoint) and r["error"] is None for r in table)
+    assert all(r["checkpoint"] == str(checkpoint.resolve()) and r["error"] is None
+               for r in table)
+    assert all(r["standin"] and r["train_limit"] == 40 and r["n_train"] == 40 for r in table)
+    assert {r["task"]: r["n_dev"] for r in table} == {"sst2": 100, "squad1": 50}  # whole
     assert (root / "eval-data" / "SST-2" / "train.tsv").exists()
-    assert "generated stand-ins" in run.stdout
+    assert "On generated stand-in tasks: not comparable with the paper" in run.stdout
 
-    again = roberta(*args)                      # `make demo` twice: every job is cached
+    # `make demo` twice: every job is cached, and the same evaluation run from another
+    # directory, with another spelling of the paths, is the same rows
+    (tmp_path / "elsewhere").mkdir()
+    again = roberta(*args[:2], "../run/./", *args[3:], "--checkpoint", "../run/pretrain/demo/"
+                    "checkpoints/../checkpoints/step-00000020", cwd=tmp_path / "elsewhere")
     assert again.returncode == 0, again.stderr[-3000:]
     assert pq.read_table(root / "results" / "results.parquet").to_pylist() == table
     assert "no rows appended" in again.stdout
