@@ -39,7 +39,6 @@ from training.run_checkpoints import (checkpoint_dirs, checkpoint_fingerprint, m
 SYNTHETIC_DATA = "synthetic"        # as `roberta pipeline --data-dir synthetic`
 SYNTHETIC_TASKS = "sst2,squad1"     # the tasks the pipeline's synthetic data has
 JOBS_STAGE = "finetuning jobs"      # the progress of this run's jobs (CLI bar and artifact)
-JOB_STAGE_PREFIX = "job "           # the progress of one job's updates and dev scorings
 
 
 class InputError(ValueError):
@@ -146,7 +145,8 @@ def data_provenance(data: Path, specs) -> dict[str, dict]:
 
 
 def job_label(job: dict) -> str:
-    return f"{job['task']} lr={job['lr']:g} bs={job['batch_size']} seed={job['seed']}"
+    """A job in the CLI board's 22-character names: "rte 2e-05 b32 s1"."""
+    return f"{job['task']} {job['lr']:g} b{job['batch_size']} s{job['seed']}"
 
 
 class JobSteps:
@@ -154,7 +154,7 @@ class JobSteps:
     libraries' progress(stage, done, total): "train" per update, "eval:<split>" per scoring)."""
 
     def __init__(self, job: dict, scorings: int):
-        self.stage = JOB_STAGE_PREFIX + job_label(job)
+        self.stage = job_label(job)
         self.updates, self.total_updates = 0, 0
         self.scorings, self.total_scorings = 0, scorings
 

@@ -70,6 +70,15 @@ class ProgressBoard:
         self.show(("stage", stage), stage, completed=done, total=total,
                   status=f"{done:,}/{total:,}" if total else f"{done:,}")
 
+    def piece(self, name: str, done: int, total: int | None) -> None:
+        """A `report_to_cli` callback: a row for one piece of a stage (a finetuning job),
+        indented under it, that goes away when the piece is done."""
+        if total and done >= total:
+            self.remove(("piece", name))
+        else:
+            self.show(("piece", name), "  " + name, completed=done, total=total,
+                      status=f"{done:,}/{total:,}" if total else f"{done:,}")
+
     def poll(self) -> None:
         for poller in self.pollers:
             try:
@@ -78,7 +87,7 @@ class ProgressBoard:
                 pass
 
     def __enter__(self) -> ProgressBoard:
-        global _cli_listener
+        global _cli_board
         from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
@@ -90,7 +99,7 @@ class ProgressBoard:
         self._bar.start()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        _cli_listener = self.stage
+        _cli_board = self
         return self
 
     def _run(self) -> None:
@@ -98,8 +107,8 @@ class ProgressBoard:
             self.poll()
 
     def __exit__(self, *exc) -> None:
-        global _cli_listener
-        _cli_listener = None
+        global _cli_board
+        _cli_board = None
         self._stop.set()
         self._thread.join()
         self.poll()
@@ -335,7 +344,7 @@ class FlowProgress:
                                  progress=100.0 * self.done / self.total)
 
 
-_cli_listener: Callable[[str, int, int | None], None] | None = None
+_cli_board: ProgressBoard | None = None      # the board a CLI shows, while it shows one
 
 
 @contextmanager
@@ -368,24 +377,12 @@ class StageProgress:
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         if total:
             self._context.copy().run(self._update_artifact, stage, 100.0 * done / total)
-        if _cli_listener is not None:
-            _cli_listener(stage, done, total)
+        if _cli_board is not None:
+            _cli_board.stage(stage, done, total)
 
 
-@contextmanager
-def cli_listener(listener: Callable[[str, int, int | None], None]) -> Iterator[None]:
-    """While active, progress reported in this process (`StageProgress`, `report_to_cli`)
-    goes to `listener(stage, done, total)`: a command's own display (finetune-eval's)."""
-    global _cli_listener
-    _cli_listener = listener
-    try:
-        yield
-    finally:
-        _cli_listener = None
-
-
-def report_to_cli(stage: str, done: int, total: int | None) -> None:
+def report_to_cli(piece: str, done: int, total: int | None) -> None:
     """Progress only a CLI shows, too fine-grained for a Prefect artifact (each update of a
-    finetuning job); nothing when no CLI listens."""
-    if _cli_listener is not None:
-        _cli_listener(stage, done, total)
+    finetuning job): a row of its own while it runs; nothing when no CLI listens."""
+    if _cli_board is not None:
+        _cli_board.piece(piece, done, total)

@@ -199,7 +199,8 @@ def test_the_terminal_table_fits_80_columns_and_says_where_the_rest_is(tmp_path)
     print_results(tmp_path, console=narrow)
     text = narrow.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "Left out at this width:" in text and str(paths(tmp_path)["md"]) in text
+    assert "Left out at this width:" in text
+    assert str(paths(tmp_path)["md"]) in text.replace("\n", "")   # a long path wraps
     assert "value" in text and "82.0" in text and "mrpc" in text
     assert "field 'label'" in text.replace("\n", "")              # wrapped, not cut
     wide = Console(record=True, width=300)

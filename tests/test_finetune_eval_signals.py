@@ -17,10 +17,10 @@ from evaluation.synthetic import write_synthetic_sst2
 from tests.fixtures_eval import pretrain_style_checkpoint
 
 pytestmark = pytest.mark.slow
-# A signal must end the command this soon (the goal is 10 s: the margin is for a loaded CI
-# box). The proof that the job was stopped, not waited for, is that it left no result: a
-# job takes longer than this, and a finished one is cached.
-STOP_WITHIN_S = 20
+# A signal must end the command this soon: the goal is 10 s (the time taken is printed), the
+# margin is for a loaded CI box. The proof that the job was stopped, not waited for, is that it
+# left no result, whatever the time: a finished job is cached.
+STOP_WITHIN_S = 60
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -72,7 +72,7 @@ class Terminal:
 
 def job_running(seed: int) -> str:
     """The running job's own bar, past its first updates (of 12 epochs x 38 + 12 scorings)."""
-    return rf"sst2 lr=0\.001 bs=8 seed={seed}\s.*?\s([1-9]\d+)/468\b"
+    return rf"sst2 0\.001 b8 s{seed}\s.*?\s([1-9]\d+)/468\b"
 
 
 def test_a_signal_stops_the_running_job_and_a_rerun_continues(tmp_path):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -69,44 +68,9 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-class JobsDisplay:
-    """The CLI's progress: a bar for this run's jobs, and one per running job (its updates
-    and dev scorings) that goes away when the job ends."""
-
-    def __init__(self, bar):
-        self.bar, self.tasks, self.lock = bar, {}, threading.Lock()
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        from flows.finetune_eval import JOB_STAGE_PREFIX
-
-        one_job = stage.startswith(JOB_STAGE_PREFIX)
-        finished = one_job and bool(total) and done >= total
-        with self.lock:                       # jobs report from their own threads
-            if stage not in self.tasks:
-                if finished:
-                    return
-                self.tasks[stage] = self.bar.add_task(
-                    ("  " + stage[len(JOB_STAGE_PREFIX):]) if one_job else stage, total=total)
-            self.bar.update(self.tasks[stage], completed=done, total=total)
-            if finished:
-                self.bar.remove_task(self.tasks.pop(stage))
-
-
-@contextmanager
-def jobs_progress() -> Iterator[None]:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    from flows.progress import cli_listener
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn()) as bar:
-        with cli_listener(JobsDisplay(bar)):
-            yield
-
-
 def run(args: argparse.Namespace) -> int:
     from flows.finetune_eval import check_inputs, finetune_eval
+    from flows.progress import ProgressBoard
 
     workers = args.workers or 1
     # before Prefect starts: bad arguments and missing inputs fail in a second
@@ -115,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                      nightly=args.nightly, lrs=args.lrs, batch_sizes=args.batch_sizes,
                      epochs=args.epochs, limit=args.limit, workers=workers,
                      dev_limit=args.dev_limit)
-    with stop_on_signals(), jobs_progress():
+    with stop_on_signals(), ProgressBoard():   # this run's jobs, and a row per running job
         state = finetune_eval(
             root=args.root, data_dir=args.data_dir, tasks=args.tasks,
             checkpoint=args.checkpoint, nightly=args.nightly, seeds=args.seeds,
