@@ -66,3 +66,22 @@ def test_import_corpus_takes_wikimedia_dumps_by_their_names(tmp_path, capsys):
     assert sorted(d["text"] for d in docs) == sorted(
         d["text"] for d in docs if d["corpus_name"] == "wikipedia")
     assert len(docs) == 6
+
+
+def test_a_damaged_record_is_one_printable_line_without_the_bytes_it_quotes():
+    from rich.console import Console
+
+    from flows.cli.build_corpus import print_damaged_records
+
+    console = Console(record=True, width=80)
+    print_damaged_records(console, [
+        {"file": "/data/crawl/a.warc.gz", "offset": 399018,
+         "message": "ArchiveLoadFailed: Invalid WARC record, first line: \n\x8b\x08\x00\x00\xff"
+                    "\x1f\x8b\x7fgarbage"},
+        {"file": "/data/notes.warc", "offset": 0,
+         "message": "not a WARC file: Invalid WARC record, first line: hello, not a warc"}])
+    text = " ".join(console.export_text().split())     # as read, across the wraps
+    assert "a.warc.gz at byte 399018: ArchiveLoadFailed: Invalid WARC record, first line: " \
+           "(binary data)" in text
+    assert "garbage" not in text and "?" not in text
+    assert "first line: hello, not a warc" in text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from flows.cli.common import (EXIT_OK, EXIT_PARTIAL, add_document_filters, add_download_options,
                               add_root, add_runner, document_filters, positive_int, runner_of)
@@ -121,6 +122,15 @@ def _input_line(row: dict, unit: str) -> str:
     return f"[green]✓[/] {line}"
 
 
+def printable(message: str, limit: int = 160) -> str:
+    """A reader's message, which may quote the damaged bytes, as one short printable line:
+    the quoted bytes end at the first run of unprintable ones."""
+    cut = re.search(r"[^\x20-\x7e]{3,}", message)
+    if cut:
+        message = message[:cut.start()].rstrip() + " (binary data)"
+    return "".join(c if c.isprintable() and c.isascii() else "?" for c in message)[:limit]
+
+
 def print_damaged_records(console, errors: list[dict]) -> None:
     """Counted in the table; say where and why, or a damaged input looks like a quiet one."""
     if not errors:
@@ -129,9 +139,7 @@ def print_damaged_records(console, errors: list[dict]) -> None:
                   f"{' (the first 5)' if len(errors) > 5 else ''}; each input's manifest "
                   "under corpus/manifests/ lists them all:")
     for e in errors[:5]:
-        # readers quote the damaged bytes: keep the line printable and short
-        message = "".join(c if c.isprintable() and c.isascii() else "?"
-                          for c in e["message"])[:160]
+        message = printable(e["message"])
         where = e["where"] if "where" in e else f"at byte {e['offset']}"   # imports: line, page
         console.print(f"  {_short(e['file'])} {where}: {message}", markup=False,
                       highlight=False)
