@@ -124,5 +124,6 @@ def where_to_watch(context) -> str:
     return "; ".join(parts) or "Ray started without dashboard"
 
 
-__all__ = ["prepare_driver", "hold_to_loopback", "track_train_state", "local_init_kwargs", "cluster_address",
-           "is_loopback_address", "metrics_port", "where_to_watch", "dashboard_wanted"]
+__all__ = ["prepare_driver", "hold_to_loopback", "track_train_state", "local_init_kwargs",
+           "cluster_address", "is_loopback_address", "metrics_port", "where_to_watch",
+           "dashboard_wanted"]
