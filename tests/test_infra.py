@@ -195,6 +195,7 @@ def running(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)      # above the limits of start, status and stop
 def test_local_cluster_script_starts_two_loopback_nodes_and_stops_only_them(tmp_path):
     """infra/ray/local_cluster.sh: `start` brings up a head and a second node (`ray start`,
     their own temp dirs and resources) that listen on 127.0.0.1 only; `stop` ends exactly

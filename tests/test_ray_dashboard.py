@@ -89,6 +89,7 @@ def watched_run(tmp_path_factory, tmp_path):
         shutil.rmtree(ray_temp, ignore_errors=True)
 
 
+@pytest.mark.timeout(1500)        # above the polls' limits: their messages say what was missing
 def test_the_run_is_watchable_and_on_loopback(watched_run):
     proc, ports, home, seen = watched_run
     token_file = home / ".ray" / "auth_token"
