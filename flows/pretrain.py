@@ -4,9 +4,11 @@ Thin by design: the loop is `training.loop.train`, the distribution `training.ra
 The flow takes a whole `PretrainConfig` (built once, by the CLI or from a deployment's
 parameters) plus how to run it (workers, GPU, Ray address, resume, failures); it checks it
 (`check_inputs`, which the CLI calls too, before Prefect starts), runs the launcher from a
-task, and publishes what people read: a loss-curve PNG (also at
-`<root>/pretrain/<run>/loss.png`) and a summary table, as Prefect artifacts. The
-`roberta pretrain` subcommand is flows/cli/pretrain.py.
+task, and publishes what people read: a line in the flow-run log every `log_every` updates
+(step, loss, tokens/s), and at the end a loss-curve PNG (also at
+`<root>/pretrain/<run>/loss.png`) and a summary table, as Prefect artifacts. TensorBoard event
+files land beside `metrics.jsonl` either way (Ray or in-process). The `roberta pretrain`
+subcommand is flows/cli/pretrain.py.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows.artifacts import publish_png
+from flows.training_log import MetricsFollower
 from runroot import layout
 from training.metrics_log import plot_loss, read_metrics, summary_rows
 from training.pretrain_config import PretrainConfig, PretrainConfigError, Resolved, resolve
@@ -85,14 +88,28 @@ def run_training(config: dict, workers: int, gpu: bool, address: str | None, res
     cfg = PretrainConfig.from_dict(config)
     if not use_ray:
         from training.loop import train
+        from training.tensorboard_log import TensorBoardLog
 
-        summary = train(cfg, resume_from="latest" if resume else None)
+        tensorboard = TensorBoardLog(cfg.run_dir)
+        try:
+            summary = train(cfg, resume_from="latest" if resume else None,
+                            on_metrics=tensorboard)
+        finally:
+            tensorboard.close()
         summary["metrics"] = read_metrics(cfg.run_dir)
         return summary
     from training.ray_launcher import launch
 
     return launch(cfg, num_workers=workers, use_gpu=gpu, address=address, resume=resume,
-                  max_failures=max_failures)
+                  max_failures=max_failures, log=get_run_logger().info)
+
+
+def _resumed_step(config: PretrainConfig) -> int:
+    """The step a resumed run continues from: its last complete checkpoint's."""
+    from training.run_checkpoints import list_checkpoints
+
+    done = list_checkpoints(config.run_dir)
+    return done[-1][0] if done else 0
 
 
 def _artifact_key(prefix: str, run: str) -> str:
@@ -116,20 +133,26 @@ def publish_artifacts(run: str, summary: dict, png: Path) -> None:
 @flow(name="pretrain")
 def pretrain(config: PretrainConfig, workers: int = 1, gpu: bool = False,
              address: str | None = None, resume: bool = False, max_failures: int = 2,
-             use_ray: bool = True) -> dict:
+             use_ray: bool = True, log_every: int = 100) -> dict:
     """Pretrain RoBERTa as `config` says (its run root's shards, its run name); returns
     {"checkpoint", "run_dir", "loss_png", "summary"}. `workers` Ray Train workers (GPUs with
     `gpu`), on the cluster at `address` or a local Ray; `use_ray=False` runs the same loop in
     this process. `resume` continues the run from its last checkpoint; `max_failures`
-    worker-group restarts from the last checkpoint."""
+    worker-group restarts from the last checkpoint. Every `log_every` updates (and the last)
+    a line with step, loss and tokens/s goes to the flow-run log."""
     logger = get_run_logger()
+    if log_every < 1:
+        raise PretrainConfigError(f"log_every must be at least 1, got {log_every}")
     if gpu and not use_ray and config.device == "auto":
         config = config.replace(device="cuda")    # --gpu --no-ray: this process's GPU
     res = check_inputs(config, workers, use_ray, resume)  # runs from deployments come here
     logger.info("pretrain %s: %s, %d updates of %d sequences (%d workers x %d x %d accumulation)",
                 config.run, config.model_label, res.steps, res.batch_size, res.world_size,
                 res.micro_batch_size, res.accumulation)
-    summary = run_training(config.to_dict(), workers, gpu, address, resume, max_failures, use_ray)
+    with MetricsFollower(config.run_dir / layout.METRICS, log_every, logger.info, res.steps,
+                         after_step=_resumed_step(config) if resume else 0):
+        summary = run_training(config.to_dict(), workers, gpu, address, resume, max_failures,
+                               use_ray)
     png = plot_loss(summary.get("metrics") or read_metrics(config.run_dir),
                     config.run_dir / layout.LOSS_PLOT,
                     f"pretrain {config.run} ({config.model_label})")

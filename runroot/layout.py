@@ -53,6 +53,7 @@ CHECKPOINTS = "checkpoints"          # inside a run directory
 METRICS = "metrics.jsonl"            # inside a run directory
 LOSS_PLOT = "loss.png"               # inside a run directory
 WORKERS_LOG = "workers.jsonl"        # inside a run directory: each Ray Train worker (re)start
+TENSORBOARD_EVENTS = "events.out.tfevents.*"   # inside a run directory: TensorBoard's files
 
 RESULTS = "results"
 RESULTS_TABLE = "results/results.parquet"

@@ -2,6 +2,7 @@
 Prefect flow (ephemeral Prefect), on real shards of the bundled sample crawl."""
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from tests._pretrain_shards import sample_shards_root
+from tests.tensorboard_events import scalar_curves
 from training import checkpoint as ckpt
 from training import run_checkpoints
 from training.metrics_log import read_metrics
@@ -97,7 +99,7 @@ def test_ray_resumes_a_run_the_in_process_loop_began(shards_root, ray_local):
     assert [m["step"] for m in read_metrics(cfg.run_dir)] == list(range(1, 7))
 
 
-def test_pretrain_flow_end_to_end(shards_root, ray_local):
+def test_pretrain_flow_end_to_end(shards_root, ray_local, prefect_info_logs):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from flows.pretrain import pretrain
@@ -108,7 +110,16 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
     config = PretrainConfig.for_run(shards_root, "tiny", steps=10, batch_size=16,
                                     micro_batch_size=8, run="flow", checkpoint_every=5,
                                     valid_batches=2)
-    out = pretrain(config=config, workers=1)
+    state = pretrain(config=config, workers=1, log_every=4, return_state=True)
+    out = state.result()
+    # every 4 updates and the last, a line with step, loss and tokens/s in the flow-run log
+    lines = step_lines(state.state_details.flow_run_id)
+    metrics = {m["step"]: m for m in read_metrics(config.run_dir)}
+    assert [step for step, *_ in lines] == [4, 8, 10], lines
+    for step, total, loss, tokens_per_s in lines:
+        assert total == 10 and loss == pytest.approx(metrics[step]["loss"], abs=1e-4)
+        assert tokens_per_s == pytest.approx(metrics[step]["tokens_per_s"], abs=1)
+    assert_tensorboard_matches_metrics(config.run_dir)
     png = Path(out["loss_png"])
     assert png == shards_root / "pretrain" / "flow" / "loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -140,6 +151,43 @@ def test_pretrain_flow_end_to_end(shards_root, ray_local):
     assert keys["pretrain-loss-flow"].data.startswith("data:image/png;base64,")
 
 
+@pytest.fixture
+def prefect_info_logs():
+    """The suite keeps Prefect at WARNING; flow-run log lines at INFO are what this reads."""
+    import logging
+
+    import prefect.main  # noqa: F401 - sets Prefect's logging up, which would reset the level
+
+    logger = logging.getLogger("prefect.flow_runs")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(level)
+
+
+STEP_LINE = re.compile(r"^step (\d+)/(\d+): loss ([\d.]+), ([\d,]+) tokens/s")
+
+
+def step_lines(flow_run_id, limit_s: float = 120) -> list[tuple[int, int, float, float]]:
+    """(step, total, loss, tokens/s) of each step line in a flow run's log, as Prefect's API
+    has it (logs reach it in batches: poll until the last update's line is there)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    deadline = time.time() + limit_s
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        found = [m.groups() for m in (STEP_LINE.match(log.message) for log in logs) if m]
+        lines = [(int(a), int(b), float(c), float(d.replace(",", ""))) for a, b, c, d in found]
+        if (lines and lines[-1][0] == lines[-1][1]) or time.time() > deadline:
+            return lines
+        time.sleep(0.5)
+
+
 def test_cli_in_process_and_bad_input(shards_root, tmp_path, capsys):
     import argparse
 
@@ -169,3 +217,15 @@ def test_cli_in_process_and_bad_input(shards_root, tmp_path, capsys):
     assert run_command(command, parser.parse_args(more)) == 0
     assert last_step(run / "metrics.jsonl") == 6
     assert np.isfinite([m["loss"] for m in read_metrics(run)]).all()
+    # TensorBoard's curve is the run's one trajectory, across the resume
+    assert_tensorboard_matches_metrics(run)
+
+
+def assert_tensorboard_matches_metrics(run_dir: Path) -> None:
+    """The event files beside metrics.jsonl, read back as TensorBoard reads them, hold the
+    run's loss and tokens/s curves: every update once, in order."""
+    curves = scalar_curves(run_dir)
+    metrics = [m for m in read_metrics(run_dir) if not m.get("skipped")]
+    for key, tag in (("loss", "train/loss"), ("tokens_per_s", "train/tokens_per_s")):
+        assert [s for s, _ in curves[tag]] == [m["step"] for m in metrics], tag
+        assert [v for _, v in curves[tag]] == pytest.approx([m[key] for m in metrics], rel=1e-6)

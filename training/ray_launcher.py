@@ -12,8 +12,12 @@ Each worker runs `training.loop.train` (the same function as the in-process path
     rank writes its own files (rank 0 the model/optimizer, each rank its data position and
     RNG) into a local temp dir, and Ray Train merges them into
     `<root>/pretrain/<run>/checkpoints/step-<N>/`, keeping the last `keep_last`;
-  - Ray metrics (`ray.util.metrics` gauges/counters, tagged by run) so the Ray dashboard shows
-    loss, perplexity, learning rate, grad norm, tokens/s and MFU.
+  - on rank 0, Ray metrics (`ray.util.metrics` gauges/counters, tagged by run; Prometheus
+    series `ray_roberta_pretrain_*`) and TensorBoard event files beside `metrics.jsonl`.
+
+The driver turns on Ray Train's state tracking (the dashboard's Train API lists the run, its
+workers and attempts); a Ray it starts itself is held to loopback with its dashboard and
+metrics endpoint on known ports (training/ray_local.py), and `log` hears where they are.
 
 Storage is `RunConfig(storage_path=<root>/pretrain, name=<run>)`: constructing the trainer
 again with the same run name resumes it (Ray Train V2 has no `Trainer.restore`).
@@ -31,6 +35,8 @@ from pathlib import Path
 
 from runroot import layout, storage
 from training.metrics_log import METRICS_FILE, read_metrics
+from training.ray_local import (cluster_address, local_init_kwargs, prepare_driver,
+                                track_train_state, where_to_watch)
 from training.pretrain_config import PretrainConfig, PretrainConfigError, resolve, run_dir
 from training.run_checkpoints import (RAY_TRAIN_SNAPSHOT, refuse_existing_run,
                                       step_dir_name)
@@ -98,12 +104,37 @@ class RayMetrics:
             self.skipped.inc(1.0, tags=self.tags)
 
 
+class Rank0Metrics:
+    """Where rank 0's per-update metrics go besides metrics.jsonl: Ray metrics (Prometheus)
+    and TensorBoard event files. Best effort: training never fails over them."""
+
+    def __init__(self, cfg: PretrainConfig):
+        from training.tensorboard_log import TensorBoardLog
+
+        self.tensorboard = TensorBoardLog(cfg.run_dir)
+        try:
+            self.ray_metrics = RayMetrics(cfg.run)
+        except Exception:  # noqa: BLE001 - metrics are best effort
+            self.ray_metrics = None
+
+    def __call__(self, m: dict) -> None:
+        self.tensorboard(m)
+        if self.ray_metrics is not None:
+            self.ray_metrics(m)
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
 def _record_worker_start(rdir: Path, rank: int, world: int, resumed_from: str | None) -> None:
-    """One line per worker (re)start: who runs where, from which checkpoint. Shows restarts
-    after failures; tests use the pids."""
+    """One line per worker (re)start: who runs where (host, Ray node, pid), from which
+    checkpoint. Shows restarts after failures and where each rank ran; tests use the pids."""
+    import ray
+
     rdir.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"time": time.time(), "rank": rank, "world_size": world,
                        "pid": os.getpid(), "host": socket.gethostname(),
+                       "node_id": ray.get_runtime_context().get_node_id(),
                        "resumed_from": resumed_from})
     with open(rdir / WORKERS_FILE, "a") as f:
         f.write(line + "\n")
@@ -120,25 +151,24 @@ def train_loop_per_worker(config: dict) -> dict:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     rdir = cfg.run_dir
-    on_metrics = None
-    if rank == 0:
-        try:
-            on_metrics = RayMetrics(cfg.run)
-        except Exception:  # metrics are best effort; never fail training over them
-            on_metrics = None
-    run = functools.partial(train, cfg, checkpointer=RayCheckpointer(rdir),
-                            on_metrics=on_metrics, stop_after=config.get("stop_after"),
+    sinks = Rank0Metrics(cfg) if rank == 0 else None
+    run = functools.partial(train, cfg, checkpointer=RayCheckpointer(rdir), on_metrics=sinks,
+                            stop_after=config.get("stop_after"),
                             device=ray.train.torch.get_device())
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        # Ray Train V2 has no `resume_from_checkpoint`: a run the in-process loop began is
-        # resumed by the loop itself, from the newest of its checkpoints that verifies.
-        resume = "latest" if config.get("resume_in_process_run") else None
-        _record_worker_start(rdir, rank, world, resume)
-        return run(resume_from=resume)
-    with checkpoint.as_directory() as d:
-        _record_worker_start(rdir, rank, world, str(checkpoint.path))
-        return run(resume_from=d)
+    try:
+        if checkpoint is None:
+            # Ray Train V2 has no `resume_from_checkpoint`: a run the in-process loop began is
+            # resumed by the loop itself, from the newest of its checkpoints that verifies.
+            resume = "latest" if config.get("resume_in_process_run") else None
+            _record_worker_start(rdir, rank, world, resume)
+            return run(resume_from=resume)
+        with checkpoint.as_directory() as d:
+            _record_worker_start(rdir, rank, world, str(checkpoint.path))
+            return run(resume_from=d)
+    finally:
+        if sinks is not None:
+            sinks.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,14 +178,17 @@ def train_loop_per_worker(config: dict) -> dict:
 def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
            address: str | None = None, resume: bool = False, max_failures: int = 2,
            cpus_per_worker: float = 1, stop_after: int | None = None,
-           ray_init_kwargs: dict | None = None, runtime_env: dict | None = None) -> dict:
+           ray_init_kwargs: dict | None = None, runtime_env: dict | None = None,
+           log=None) -> dict:
     """Run `cfg` on Ray Train; returns the summary of `training.loop.train` (rank 0) plus the
     final checkpoint path and the metrics history.
 
-    address: a Ray cluster (e.g. "auto", "ray://head:10001"); None: the Ray instance this
-    process already started, else a new local one (`ray_init_kwargs`, e.g.
-    include_dashboard=False in tests). resume: continue `<root>/pretrain/<run>` from its last
-    checkpoint; without it an existing run is an error (RunExistsError).
+    address: a Ray cluster (e.g. "127.0.0.1:6379", "ray://head:10001", "auto"); None: the Ray
+    instance this process already started, else a new local one on loopback
+    (`ray_init_kwargs`, e.g. include_dashboard=False in tests). resume: continue
+    `<root>/pretrain/<run>` from its last checkpoint; without it an existing run is an error
+    (RunExistsError). log: called with one line saying where a local Ray's dashboard and
+    metrics are.
     """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -170,9 +203,10 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
     refuse_existing_run(rdir, resume)
     if not resume and rdir.exists():
         # leftovers of a run that never reached a checkpoint: start clean
-        for name in (WORKERS_FILE, METRICS_FILE):
-            (rdir / name).unlink(missing_ok=True)
-    started_ray = _start_ray(address, ray_init_kwargs, runtime_env)
+        for path in [rdir / WORKERS_FILE, rdir / METRICS_FILE,
+                     *rdir.glob(layout.TENSORBOARD_EVENTS)]:
+            path.unlink(missing_ok=True)
+    started_ray = _start_ray(address, ray_init_kwargs, runtime_env, log)
     try:
         # A run with no Ray Train state was written by the in-process loop (`--no-ray`).
         in_process_run = resume and not (rdir / RAY_TRAIN_SNAPSHOT).exists()
@@ -203,26 +237,31 @@ def launch(cfg: PretrainConfig, *, num_workers: int = 1, use_gpu: bool = False,
 
 
 def _start_ray(address: str | None, ray_init_kwargs: dict | None,
-               runtime_env: dict | None) -> bool:
+               runtime_env: dict | None, log=None) -> bool:
     """Connect to `address`, or start a local Ray, unless this process already has one;
-    returns whether it did (and so must shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
+    returns whether it did (and so must shut it down). Ray Train state tracking is on
+    either way."""
     kw = dict(ray_init_kwargs or {})
     # Worker logs stay in the Ray dashboard; the CLI turns their echo off unless -v.
     kw.setdefault("log_to_driver", os.environ.get("ROBERTA_RAY_LOG_TO_DRIVER", "1") != "0")
     if runtime_env:
         kw["runtime_env"] = runtime_env
-    if address:
-        ray.init(address=address, **kw)
-    else:
-        kw.setdefault("configure_logging", False)
+    import ray
+
+    if ray.is_initialized():
+        track_train_state()
+        return False
+    target = cluster_address(address)
+    if target is None:
         # The dashboard is how users watch training; tests turn it off (DEVELOPERS.md).
-        kw.setdefault("include_dashboard",
-                      os.environ.get("ROBERTA_RAY_DASHBOARD", "1") != "0")
-        ray.init(**kw)
+        kw = local_init_kwargs(**{"configure_logging": False, **kw})
+    prepare_driver(address, dashboard=kw.get("include_dashboard", True))
+    if target is not None:
+        ray.init(address=target, **kw)
+        return True
+    context = ray.init(**kw)
+    if log is not None:
+        log(where_to_watch(context))
     return True
 
 
@@ -234,5 +273,5 @@ def _count_restarts(rdir: Path, num_workers: int) -> int:
     return max(0, starts // max(num_workers, 1) - 1)
 
 
-__all__ = ["launch", "train_loop_per_worker", "RayCheckpointer", "RayMetrics",
+__all__ = ["launch", "train_loop_per_worker", "RayCheckpointer", "RayMetrics", "Rank0Metrics",
            "WORKERS_FILE"]

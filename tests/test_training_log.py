@@ -1,0 +1,56 @@
+"""flows/training_log.py: the flow-run log's step lines follow metrics.jsonl as the loop writes
+it (appends, a line half-written, the whole file rewritten by a restart), each due step once."""
+import json
+import os
+
+from flows.training_log import MetricsFollower, step_line
+
+
+def record(step: int, loss: float = 5.0) -> str:
+    return json.dumps({"step": step, "loss": loss, "tokens_per_s": 1234.5}) + "\n"
+
+
+def rewrite(path, text: str) -> None:
+    """As the loop does at a (re)start: a new file put in place whole."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_step_line():
+    assert step_line({"step": 300, "loss": 5.12344, "tokens_per_s": 12345.4}, 1000) == (
+        "step 300/1000: loss 5.1234, 12,345 tokens/s")
+    assert step_line({"step": 3, "loss": None, "tokens_per_s": 1.0, "valid_loss": 4.5}, None) == (
+        "step 3: loss n/a, 1 tokens/s, validation loss 4.5000")
+
+
+def test_follows_appends_half_lines_and_a_restart(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(record(1) + record(2))              # an earlier attempt's file: never read
+    lines: list[str] = []
+    follower = MetricsFollower(path, every=2, log=lines.append, total=7)
+    follower.poll()
+    assert lines == []
+
+    rewrite(path, record(1) + record(2) + record(3)[:10])   # this run; step 3 half-written
+    follower.poll()
+    assert [line.split(":")[0] for line in lines] == ["step 2/7"]
+    with open(path, "a") as f:
+        f.write(record(3)[10:] + record(4, loss=4.0) + json.dumps({"step": 5, "skipped": True})
+                + "\n")
+    follower.poll()
+    assert lines[-1] == "step 4/7: loss 4.0000, 1,234 tokens/s"
+
+    # a restart from the checkpoint at step 2 rewrites the file: steps 3-4 again, then on
+    rewrite(path, "".join(record(s) for s in (1, 2, 3, 4, 5, 6, 7)))
+    follower.poll()
+    assert [line.split(":")[0] for line in lines] == ["step 2/7", "step 4/7", "step 6/7",
+                                                      "step 7/7"]
+
+
+def test_a_resumed_run_logs_from_its_checkpoint_on(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines: list[str] = []
+    with MetricsFollower(path, every=1, log=lines.append, after_step=2, interval_s=0.05):
+        rewrite(path, "".join(record(s) for s in (1, 2, 3)))
+    assert [line.split(":")[0] for line in lines] == ["step 3"]
