@@ -145,3 +145,20 @@ def test_no_usable_checkpoint_is_an_error_not_a_fresh_start(saved_run):
             pytest.raises(run_checkpoints.CheckpointError, match="no checkpoint can be resumed"):
         train(cfg, resume_from="latest")
     assert [s for s, _ in run_checkpoints.list_checkpoints(cfg.run_dir)] == [2, 4, 6]   # kept
+
+
+def test_newest_checkpoint_goes_by_step_within_a_run_even_in_a_copied_run_root(tmp_path):
+    """`cp -r` (or a restore) gives files new times in any order: within a run the newest
+    checkpoint is still the highest step; across runs, the run written last."""
+    import os
+
+    from tests.fixtures_eval import pretrain_style_checkpoint
+
+    a = [pretrain_style_checkpoint(tmp_path, "a", step) for step in (10, 20)]
+    [b] = [pretrain_style_checkpoint(tmp_path, "b", 5)]
+    for when, ck in enumerate([a[1], a[0], b]):          # copied: step 20 before step 10
+        os.utime(ck / "model.safetensors", ns=(when * 10**9, when * 10**9))
+    assert run_checkpoints.checkpoint_dirs(tmp_path) == [*a, b]
+    assert run_checkpoints.newest_checkpoint(tmp_path) == b
+    os.utime(a[1] / "model.safetensors", ns=(9 * 10**9, 9 * 10**9))   # run a trained on
+    assert run_checkpoints.newest_checkpoint(tmp_path) == a[1]

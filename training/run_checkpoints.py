@@ -147,11 +147,17 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def checkpoint_dirs(root: str | os.PathLike) -> list[Path]:
-    """Complete pretrain checkpoints of every run under `<root>/pretrain`, oldest first."""
+    """Complete pretrain checkpoints of every run under `<root>/pretrain`, oldest first: each
+    run's in step order (file times change when a run root is copied), the runs in the order
+    their newest weights were written."""
     base = Path(root) / layout.PRETRAIN
-    runs = [d for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
-    found = [ck for run in runs for _, ck in list_checkpoints(run)]
-    return sorted(found, key=lambda d: ((d / "model.safetensors").stat().st_mtime_ns, str(d)))
+    runs = [list_checkpoints(d) for d in sorted(base.iterdir()) if d.is_dir()] \
+        if base.is_dir() else []
+
+    def written(checkpoints: list[tuple[int, Path]]) -> int:
+        return max((ck / "model.safetensors").stat().st_mtime_ns for _, ck in checkpoints)
+
+    return [ck for run in sorted(filter(None, runs), key=written) for _, ck in run]
 
 
 def newest_checkpoint(root: str | os.PathLike) -> Path:
