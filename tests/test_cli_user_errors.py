@@ -116,3 +116,23 @@ def test_sizes_are_checked_while_parsing(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(argv)
     assert exit_.value.code == EXIT_BAD_INPUT and message in capsys.readouterr().err
+
+
+def test_training_that_fails_before_any_checkpoint_does_not_advise_a_resume(tmp_path):
+    """Prefect unreachable (a closed loopback port): exit 1, no traceback, and the advice is
+    to run the command again, since --resume would find no checkpoint."""
+    import shutil
+    import socket
+
+    from tests._pretrain_shards import sample_shards_root
+
+    root = tmp_path / "run"
+    shutil.copytree(sample_shards_root(tmp_path / "cache"), root)
+    with socket.socket() as s:                       # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    run = roberta("pretrain", "--root", root, "--no-ray", "--steps", "2", "--batch-size", "4",
+                  env={"PREFECT_API_URL": f"http://127.0.0.1:{closed}/api"})
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "training failed" in run.stderr and "Traceback" not in run.stderr
+    assert "no checkpoint was written" in run.stderr and "--resume" not in run.stderr

@@ -173,8 +173,14 @@ def run(args: argparse.Namespace) -> int:
     except (RunExistsError, PretrainConfigError, FileNotFoundError):
         raise
     except Exception as exc:  # training failed: the last good checkpoint stays
-        raise RunFailed(f"training failed: {one_line(str(exc))} (resume from the last "
-                        f"checkpoint with --resume --run {config.run})") from exc
+        from training.run_checkpoints import has_run
+
+        # Prefect's server not starting, say, fails before any checkpoint: then a resume
+        # would find nothing, and the same command is what to run again.
+        again = (f"resume from the last checkpoint with --resume --run {config.run}"
+                 if has_run(config.run_dir) else "no checkpoint was written: fix the cause "
+                 "and run the same command again")
+        raise RunFailed(f"training failed: {one_line(str(exc))} ({again})") from exc
     print_summary(config.run, config.run_dir, out)
     return EXIT_OK
 
