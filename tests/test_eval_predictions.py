@@ -1,8 +1,8 @@
 """The saved predictions are what the table reports: scored by implementations that share no
 code with evaluation/metrics.py (the official SQuAD 2.0 script's logic, written out here, and
 scikit-learn for GLUE), each seed's prediction files give its score, and the median over the
-seeds the table row's value. RTE is the real GLUE file; SQuAD 2.0 a generated stand-in with
-answerable and unanswerable questions."""
+seeds the table row's value. RTE is the real GLUE file where the workspace has it (else one in
+its format); SQuAD 2.0 a generated stand-in with answerable and unanswerable questions."""
 import collections
 import json
 import re
@@ -16,7 +16,7 @@ from evaluation.aggregate import aggregate
 from evaluation.finetune import run_job
 from evaluation.results import append_results, read_results
 from evaluation.synthetic import make_tiny_checkpoint, write_synthetic_squad
-from tests.fixtures_eval import copy_real_glue
+from tests.fixtures_eval import dev_rows, rte_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -108,16 +108,16 @@ def test_squad2_predictions_scored_officially_give_the_table(checkpoint, tmp_pat
 
 
 def test_glue_predictions_scored_by_sklearn_give_the_table(checkpoint, tmp_path):
-    data = copy_real_glue(tmp_path / "glue", ("RTE",))
+    data = rte_data(tmp_path / "glue")
     rows = table_after_jobs(tmp_path / "run", checkpoint, "rte", data, seeds=(1, 2, 3),
                             lr=1e-3, batch_size=16, epochs=1, limit=48, max_len=128)
     [row] = rows
-    assert (row["n_train"], row["n_dev"], row["train_limit"]) == (48, 277, 48)
+    assert (row["n_train"], row["n_dev"], row["train_limit"]) == (48, dev_rows(data), 48)
     accuracies = []
     for d in json.loads(row["predictions"]).values():
         records = [json.loads(line) for line in
                    (Path(d) / "dev-predictions.jsonl").read_text().splitlines()]
-        assert len(records) == 277
+        assert len(records) == row["n_dev"]
         assert {r["label"] for r in records} == {"entailment", "not_entailment"}
         accuracies.append(100 * sklearn_metrics.accuracy_score(
             [r["label"] for r in records], [r["prediction"] for r in records]))

@@ -3,8 +3,8 @@ worker, `prefect deploy --all`, the task data configured once on the server (the
 Variable roberta_nightly_eval, as the README says), then `finetune-eval/nightly` runs:
 Completed with "nothing to evaluate" before any checkpoint exists; Failed, naming the
 Variable, when a checkpoint waits but the configured data is not there; and, configured right,
-the checkpoint evaluated on the real RTE files, its rows saying so, and the trend artifact
-showing its step; then nothing left to evaluate."""
+the checkpoint evaluated on RTE (the real files where the workspace has them), its rows saying
+so, and the trend artifact showing its step; then nothing left to evaluate."""
 import json
 import re
 import subprocess
@@ -15,7 +15,7 @@ import pytest
 
 from evaluation.job_cache import data_fingerprint
 from tests.conftest import REPO
-from tests.fixtures_eval import copy_real_glue, pretrain_style_checkpoint
+from tests.fixtures_eval import dev_rows, pretrain_style_checkpoint, rte_data
 # The deployment tests' real server and worker (a fixture), and their way of running a deployment.
 from tests.test_deployments import PREFECT, deployment_run, prefect_server  # noqa: F401
 
@@ -56,7 +56,7 @@ def test_nightly_evaluates_new_checkpoints_on_the_configured_data(prefect_server
     deploy = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
-    root, data = tmp_path / "run", copy_real_glue(tmp_path / "glue", ("RTE",))
+    root, data = tmp_path / "run", rte_data(tmp_path / "glue")
     configure(env, {"data_dir": str(data), "tasks": "rte"})
     sweep = ("--param", "seeds=[1]", "--param", "lrs=[0.001]", "--param", "batch_sizes=[16]",
              "--param", "epochs=1", "--param", "limit=200")
@@ -82,7 +82,7 @@ def test_nightly_evaluates_new_checkpoints_on_the_configured_data(prefect_server
     assert (row["task"], row["checkpoint_step"], row["error"]) == ("rte", 4, None)
     assert (row["data"], row["standin"]) == (str(data), False)
     assert row["data_fingerprint"] == data_fingerprint("rte", data)
-    assert (row["n_train"], row["train_limit"], row["n_dev"]) == (200, 200, 277)  # dev whole
+    assert (row["n_train"], row["train_limit"], row["n_dev"]) == (200, 200, dev_rows(data))
 
     trend = latest_artifact(env, "finetune-eval-trend-table")
     points = json.loads(trend["data"]) if isinstance(trend["data"], str) else trend["data"]
