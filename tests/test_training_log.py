@@ -54,3 +54,21 @@ def test_a_resumed_run_logs_from_its_checkpoint_on(tmp_path):
     with MetricsFollower(path, every=1, log=lines.append, after_step=2, interval_s=0.05):
         rewrite(path, "".join(record(s) for s in (1, 2, 3)))
     assert [line.split(":")[0] for line in lines] == ["step 3"]
+
+
+def test_tensorboard_keeps_every_update_of_a_worker_killed_without_closing(tmp_path):
+    """A worker lost with its node is SIGKILLed: nothing closes its writer. Every update it
+    logged is in the event file all the same, so the curve a restart continues is whole."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.tensorboard_events import scalar_curves
+
+    code = ("import os, sys; from training.tensorboard_log import TensorBoardLog\n"
+            "log = TensorBoardLog(sys.argv[1])\n"
+            "for step in range(1, 6): log({'step': step, 'loss': 10.0 - step})\n"
+            "os._exit(0)   # as if killed: no close, no atexit\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=REPO,
+                   timeout=120)
+    assert scalar_curves(tmp_path)["train/loss"] == [(s, 10.0 - s) for s in range(1, 6)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -20,36 +21,52 @@ from pathlib import Path
 TAGS = {"loss": "train/loss", "perplexity": "train/perplexity", "lr": "train/lr",
         "grad_norm": "train/grad_norm", "tokens_per_s": "train/tokens_per_s",
         "mfu": "train/mfu", "valid_loss": "valid/loss", "valid_perplexity": "valid/perplexity"}
-FLUSH_SECS = 10      # how stale a live TensorBoard may be
 
 
 class TensorBoardLog:
     """`log(metrics)` per update; `close()` at the end. Best effort, like the Ray metrics: a
-    writer that cannot start warns once and the run goes on without it."""
+    writer that cannot start warns once and the run goes on without it.
+
+    Events are written and flushed in the calling thread, not through tensorboardX's
+    `SummaryWriter`, whose queue and writer thread hold events back: a worker lost with its
+    node is SIGKILLed and never closes its writer, and what it held back would be missing from
+    the curve the restarted attempt continues."""
 
     def __init__(self, run_directory: str | os.PathLike):
         self.run_dir = Path(run_directory)
-        self.writer = None
+        self.events = None
         self.failed = False
 
     def __call__(self, m: dict) -> None:
         if self.failed or m.get("skipped") or m.get("step") is None:
             return
-        if self.writer is None and not self._open(int(m["step"])):
+        step = int(m["step"])
+        if self.events is None and not self._open(step):
             return
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        now = time.time()
         for key, tag in TAGS.items():
             v = m.get(key)
             if isinstance(v, (int, float)) and math.isfinite(v):
-                self.writer.add_scalar(tag, float(v), int(m["step"]))
+                self.events.write_event(Event(wall_time=now, step=step,
+                                              summary=scalar(tag, float(v))))
+        self.events.flush()
 
     def _open(self, first_step: int) -> bool:
-        """The event file of this attempt; `first_step` marks where its curve takes over."""
+        """The event file of this attempt, starting with the session-start marker at
+        `first_step` (what tensorboardX's purge_step writes): where its curve takes over."""
         try:
-            from tensorboardX import SummaryWriter
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
 
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             # the pid keeps two attempts started within one second in separate files
-            self.writer = SummaryWriter(logdir=str(self.run_dir), purge_step=first_step,
-                                        flush_secs=FLUSH_SECS, filename_suffix=f".{os.getpid()}")
+            self.events = EventsWriter(str(self.run_dir / "events"),
+                                       filename_suffix=f".{os.getpid()}")
+            self.events.write_event(Event(wall_time=time.time(), step=first_step,
+                                          session_log=SessionLog(status=SessionLog.START)))
         except (ImportError, OSError) as exc:
             warnings.warn(f"no TensorBoard event files for {self.run_dir}: {exc}")
             self.failed = True
@@ -57,9 +74,9 @@ class TensorBoardLog:
         return True
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.events is not None:
+            self.events.close()
+            self.events = None
 
 
 __all__ = ["TensorBoardLog", "TAGS"]
