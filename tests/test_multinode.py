@@ -196,18 +196,16 @@ def test_pretrain_one_worker_per_node_survives_losing_a_node(cluster, tmp_path_f
         assert (reader["rank"], reader["offset"]) == (rank, steps * 8)
     curve = scalar_curves(run_dir)["train/loss"]
     assert [s for s, _ in curve] == list(range(1, steps + 1))
-    assert_nothing_half_written(root / "pretrain")
+    assert_nothing_half_written(run_dir)     # the shards root is shared with other tests' runs
 
 
-def assert_nothing_half_written(base: Path) -> None:
-    """No temporary left behind, every checkpoint directory complete and verified, every
-    JSON line whole."""
-    leftovers = [p for p in base.rglob("*") if ".tmp" in p.name or p.name.startswith("tmp")]
+def assert_nothing_half_written(run_dir: Path) -> None:
+    """No temporary left behind in the run, every checkpoint directory complete and verified,
+    every JSON line whole."""
+    leftovers = [p for p in run_dir.rglob("*") if ".tmp" in p.name or p.name.startswith("tmp")]
     assert not leftovers, leftovers
-    for run_dir in base.iterdir():
-        for _, step_dir in run_checkpoints.step_dirs(run_dir):
-            run_checkpoints.verify_checkpoint(step_dir)
-        for name in ("metrics.jsonl", WORKERS_FILE):
-            for line in (run_dir / name).read_text().splitlines():
-                json.loads(line)
-
+    for _, step_dir in run_checkpoints.step_dirs(run_dir):
+        run_checkpoints.verify_checkpoint(step_dir)
+    for name in ("metrics.jsonl", WORKERS_FILE):
+        for line in (run_dir / name).read_text().splitlines():
+            json.loads(line)
