@@ -25,7 +25,7 @@ demo: $(STAMP)
 		--seeds 1,2 --lrs 1e-3 --batch-sizes 8 --epochs 4
 
 test: $(STAMP)
-	CI=$${CI:-} $(BIN)/python -m pytest tests
+	CI=$${CI:-} $(BIN)/python -m pytest tests --durations=25
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
