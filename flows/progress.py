@@ -111,8 +111,10 @@ class ProgressBoard:
         _cli_board = None
         self._stop.set()
         self._thread.join()
-        self.poll()
-        self._bar.stop()
+        try:
+            self.poll()
+        finally:                 # whatever the last poll meets, the terminal leaves live mode
+            self._bar.stop()
 
 
 @contextmanager

@@ -85,3 +85,26 @@ def test_a_damaged_record_is_one_printable_line_without_the_bytes_it_quotes():
            "(binary data)" in text
     assert "garbage" not in text and "?" not in text
     assert "first line: hello, not a warc" in text
+
+
+def test_thousands_of_inputs_list_the_first_clean_ones_and_every_problem():
+    from rich.console import Console
+
+    from flows.cli.build_corpus import MAX_CLEAN_LINES, print_inputs
+
+    def row(i: int, problem: str = "") -> dict:
+        return {"input": f"/crawl/part-{i:05d}.warc.gz", "problem": problem, "note": "",
+                "warning": "", "done_earlier": False, "seconds": 1.0, "pages": 10,
+                "records": 12, "documents": 9}
+    rows = [row(i) for i in range(3000)]
+    rows.insert(2500, row(99999, problem="empty: no WARC records"))
+    console = Console(record=True, width=200)
+    code = print_inputs(console, {"per_input": rows, "failed_inputs": [],
+                                  "unusable_inputs": [rows[2500]]}, unit="pages")
+    lines = console.export_text().splitlines()
+    assert code == EXIT_PARTIAL
+    assert [line for line in lines if line.startswith("✓")] == [
+        f"✓ part-{i:05d}.warc.gz: 12 records → 9 documents, 10.0 pages/s"
+        for i in range(MAX_CLEAN_LINES)]
+    assert "✗ part-99999.warc.gz: empty: no WARC records" in lines
+    assert f"  … and {3000 - MAX_CLEAN_LINES:,} more inputs without problems" in "\n".join(lines)

@@ -72,3 +72,20 @@ def test_tensorboard_keeps_every_update_of_a_worker_killed_without_closing(tmp_p
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=REPO,
                    timeout=120)
     assert scalar_curves(tmp_path)["train/loss"] == [(s, 10.0 - s) for s in range(1, 6)]
+
+
+def test_tensorboard_trouble_warns_and_never_stops_training(tmp_path):
+    import pytest
+
+    from training.tensorboard_log import TensorBoardLog
+
+    log = TensorBoardLog(tmp_path)
+    log({"step": 1, "loss": 9.0})
+
+    def disk_full(event):
+        raise OSError(28, "No space left on device")
+    log.events.write_event = disk_full
+    with pytest.warns(UserWarning, match="stop at step 2: .*No space left"):
+        log({"step": 2, "loss": 8.0})
+    log({"step": 3, "loss": 7.0})            # quietly off from now on
+    log.close()

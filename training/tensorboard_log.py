@@ -47,12 +47,19 @@ class TensorBoardLog:
         from tensorboardX.summary import scalar
 
         now = time.time()
-        for key, tag in TAGS.items():
-            v = m.get(key)
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self.events.write_event(Event(wall_time=now, step=step,
-                                              summary=scalar(tag, float(v))))
-        self.events.flush()
+        try:
+            for key, tag in TAGS.items():
+                v = m.get(key)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.events.write_event(Event(wall_time=now, step=step,
+                                                  summary=scalar(tag, float(v))))
+            # One small write and fsync per optimizer update: nothing beside an update of
+            # RoBERTa's batch, and milliseconds beside a tiny CPU run's.
+            self.events.flush()
+        except OSError as exc:     # a full disk, a lost mount: the run goes on without curves
+            warnings.warn(f"TensorBoard event files for {self.run_dir} stop at step {step}: "
+                          f"{exc}")
+            self.failed = True
 
     def _open(self, first_step: int) -> bool:
         """The event file of this attempt, starting with the session-start marker at

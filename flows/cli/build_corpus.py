@@ -83,9 +83,12 @@ def print_inputs(console, summary: dict, unit: str) -> int:
     3 when an input could not be processed or gave no usable record, else 0."""
     rows = summary["per_input"]
     clean = [r for r in rows if not (r["problem"] or r["warning"])]
+    clean_shown = 0
     for row in rows:
-        if row in clean[MAX_CLEAN_LINES:]:
-            continue
+        if not (row["problem"] or row["warning"]):
+            clean_shown += 1
+            if clean_shown > MAX_CLEAN_LINES:
+                continue
         console.print(_input_line(row, unit), overflow="fold", highlight=False)
     if len(clean) > MAX_CLEAN_LINES:
         console.print(f"  … and {len(clean) - MAX_CLEAN_LINES:,} more inputs without problems "
