@@ -69,26 +69,31 @@ class MetricsFollower:
                 self.log(step_line(m, self.total))
                 self.logged = step
 
-    def _identity(self) -> tuple[int, int] | None:
+    def _identity(self) -> tuple[int, int, int] | None:
+        """The earlier attempt's file: device, inode and change time. The launcher deletes it
+        and the new file may get its freed inode number, never its change time."""
         try:
             st = os.stat(self.path)
         except OSError:
             return None
-        return st.st_dev, st.st_ino
+        return st.st_dev, st.st_ino, st.st_ctime_ns
 
     def _new_records(self) -> list[dict]:
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
                 identity = st.st_dev, st.st_ino
-                if identity == self.stale_id:
+                if (*identity, st.st_ctime_ns) == self.stale_id:
                     return []
                 self.stale_id = None      # (a later rewrite may reuse its inode number)
                 if identity != self.file_id:
                     self.file_id, self.offset = identity, 0    # new or rewritten: from the start
                 f.seek(self.offset)
                 data = f.read()
-        except OSError:              # not written yet
+        except FileNotFoundError:    # not written yet, or the earlier attempt's file deleted
+            self.stale_id = None
+            return []
+        except OSError:
             return []
         complete = data[:data.rfind(b"\n") + 1]     # a line being written waits
         self.offset += len(complete)

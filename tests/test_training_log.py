@@ -89,3 +89,16 @@ def test_tensorboard_trouble_warns_and_never_stops_training(tmp_path):
         log({"step": 2, "loss": 8.0})
     log({"step": 3, "loss": 7.0})            # quietly off from now on
     log.close()
+
+
+def test_the_earlier_attempts_file_deleted_and_written_anew_is_followed(tmp_path):
+    """The launcher deletes a leftover metrics.jsonl and the new run creates one, which the
+    filesystem may give the freed inode number (ext4 and tmpfs often do)."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(record(1))                         # a run that never reached a checkpoint
+    lines: list[str] = []
+    follower = MetricsFollower(path, every=1, log=lines.append, total=2)
+    path.unlink()
+    path.write_text(record(1) + record(2))             # this run, in a new file
+    follower.poll()
+    assert [line.split(":")[0] for line in lines] == ["step 1/2", "step 2/2"]
