@@ -30,6 +30,11 @@ PROGRESS_DIR_ENV = "ROBERTA_PROGRESS_DIR"
 Poller = Callable[["ProgressBoard"], None]
 
 
+def count_status(done: int, total: int | None) -> str:
+    """A row's count: "1,234/5,000", or "1,234" when the total is not known."""
+    return f"{done:,}/{total:,}" if total else f"{done:,}"
+
+
 class ProgressBoard:
     """The CLI's live progress display: one rich Progress, a row per key, updated by pollers
     (every `interval_s`, in a thread) and by `StageProgress` callbacks from any thread."""
@@ -68,7 +73,7 @@ class ProgressBoard:
     def stage(self, stage: str, done: int, total: int | None) -> None:
         """A `StageProgress` callback: the row named after the stage."""
         self.show(("stage", stage), stage, completed=done, total=total,
-                  status=f"{done:,}/{total:,}" if total else f"{done:,}")
+                  status=count_status(done, total))
 
     def piece(self, name: str, done: int, total: int | None) -> None:
         """A `report_to_cli` callback: a row for one piece of a stage (a finetuning job),
@@ -77,7 +82,7 @@ class ProgressBoard:
             self.remove(("piece", name))
         else:
             self.show(("piece", name), "  " + name, completed=done, total=total,
-                      status=f"{done:,}/{total:,}" if total else f"{done:,}")
+                      status=count_status(done, total))
 
     def poll(self) -> None:
         for poller in self.pollers:
@@ -124,7 +129,7 @@ def watch_files(description: str, count_done: Callable[[], int], total: int | No
     def poll(board: ProgressBoard) -> None:
         done = count_done()
         board.show("files", description, completed=done, total=total,
-                   status=f"{done:,}/{total:,}" if total else f"{done:,}")
+                   status=count_status(done, total))
 
     with ProgressBoard(poll, interval_s=interval_s):
         yield
